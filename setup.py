@@ -1,0 +1,41 @@
+"""Packaging for tf_crnn.
+
+Dependency ranges, not pins, so that a cloud training image keeps its own TensorFlow 2.15.
+Bounds that matter:
+- keras <2.16: Keras 3 silently replaces ``tf.keras`` and breaks Estimator code.
+- numpy <2: TensorFlow 2.15 is built against numpy 1.x.
+- opencv-python-headless <4.12 and pandas <3: newer releases require numpy 2, and pip would
+  backtrack for minutes before failing.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="tf_crnn",
+    version="0.1.0",
+    description="CRNN (conv + BiLSTM + CTC) text-line recognition with tf.estimator",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tf_crnn", "tf_crnn.*", "hlp", "hlp.*"]),
+    package_data={"tf_crnn": ["alphabets/*.json", "configs/*.json"]},
+    include_package_data=True,
+    python_requires=">=3.9,<3.12",
+    install_requires=[
+        "tensorflow>=2.15,<2.16",
+        "keras>=2.15,<2.16",
+        "numpy<2",
+        "opencv-python-headless<4.12",
+        "pandas<3",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout"],
+        "gpu": ["tensorflow[and-cuda]>=2.15,<2.16"],
+    },
+    entry_points={
+        "console_scripts": [
+            "tf-crnn-train=tf_crnn.task:main",
+            "tf-crnn-export=tf_crnn.export_model:main",
+            "tf-crnn-predict=tf_crnn.predict:main",
+        ]
+    },
+)

@@ -1,0 +1,186 @@
+"""`Alphabet`: label units <-> class codes, in Python and in the TensorFlow graph.
+
+A *unit* is what the network predicts per time step: by default one Unicode character (so accented,
+Chinese or Arabic text works without byte splitting), or, when ``string_split_delimiter`` is set, the
+pieces of a label split on it, so multi-character units (ligatures, abbreviations) are single classes.
+Codes are 0..N-1 in alphabet order and the CTC blank is class N, the last one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, Iterable, List, Sequence
+
+import tensorflow as tf
+
+BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "alphabets")
+BUILTIN_NAMES = ("digits", "letters_symbols", "letters_digits_symbols")
+
+
+class AlphabetError(ValueError):
+    """The alphabet cannot be built as asked; the message says from what and why."""
+
+
+class Alphabet:
+    def __init__(self, units: Sequence[str], split_delimiter: str = "", case_fold: bool = False):
+        units = [u.lower() for u in units] if case_fold else list(units)
+        if not units:
+            raise AlphabetError("The alphabet is empty")
+        duplicates = sorted({u for u in units if units.count(u) > 1})
+        if duplicates:
+            raise AlphabetError(f"The alphabet lists these units more than once: {duplicates}")
+        empty = [i for i, u in enumerate(units) if u == ""]
+        if empty:
+            raise AlphabetError(f"The alphabet has an empty unit at position {empty[0]}")
+        if not split_delimiter:
+            long_units = [u for u in units if len(u) != 1]
+            if long_units:
+                raise AlphabetError(
+                    f"Units {long_units[:5]} have several characters: set string_split_delimiter to use multi-character units"
+                )
+        self.units: List[str] = units
+        self.split_delimiter = split_delimiter
+        self.case_fold = case_fold
+        self._codes: Dict[str, int] = {u: i for i, u in enumerate(units)}
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_string(cls, text: str, split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
+        """Units of ``text`` in order of first appearance (split like a label)."""
+        units = _split(text.lower() if case_fold else text, split_delimiter)
+        return cls(list(dict.fromkeys(units)), split_delimiter, case_fold)
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str], split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
+        """Every unit that occurs in ``labels``, sorted by code point for a stable, readable order."""
+        units = set()
+        for label in labels:
+            units.update(_split(label.lower() if case_fold else label, split_delimiter))
+        return cls(sorted(units), split_delimiter, case_fold)
+
+    @classmethod
+    def from_lookup_json(cls, path: str, split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
+        """tf-crnn's ``{"unit": code}`` file. Units are ordered by code; classes are renumbered 0..N-1."""
+        if not tf.io.gfile.exists(path):
+            raise AlphabetError(f"Alphabet lookup file {path} does not exist")
+        with tf.io.gfile.GFile(path, "r") as f:
+            try:
+                lookup = json.load(f)
+            except json.JSONDecodeError as error:
+                raise AlphabetError(f"Alphabet lookup file {path} is not valid JSON: {error}") from None
+        if not isinstance(lookup, dict) or not all(isinstance(c, int) for c in lookup.values()):
+            raise AlphabetError(f"Alphabet lookup file {path} must map each unit to an integer code")
+        if len(set(lookup.values())) != len(lookup):
+            raise AlphabetError(f"Alphabet lookup file {path} gives the same code to several units")
+        return cls(sorted(lookup, key=lookup.get), split_delimiter, case_fold)
+
+    @classmethod
+    def builtin(cls, name: str, split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
+        if name not in BUILTIN_NAMES:
+            raise AlphabetError(f"Unknown built-in alphabet {name!r}; choose one of {', '.join(BUILTIN_NAMES)}")
+        return cls.from_lookup_json(os.path.join(BUILTIN_DIR, f"{name}.json"), split_delimiter, case_fold)
+
+    @classmethod
+    def from_params(cls, params) -> "Alphabet":
+        """The alphabet already resolved into ``params.alphabet_units`` (no file is read)."""
+        if not params.alphabet_units:
+            raise AlphabetError("params.alphabet_units is empty: the alphabet has not been resolved "
+                                "(tf_crnn.data_handler.with_resolved_alphabet)")
+        return cls(params.alphabet_units, params.string_split_delimiter, params.alphabet_case_fold)
+
+    def to_lookup_json(self, path: str) -> None:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(json.dumps(self._codes, ensure_ascii=False, indent=1) + "\n")
+
+    # --- Python ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.units)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.units) + 1
+
+    @property
+    def blank_code(self) -> int:
+        return len(self.units)
+
+    def split(self, label: str) -> List[str]:
+        """The units of ``label`` (after case folding, when enabled)."""
+        return _split(label.lower() if self.case_fold else label, self.split_delimiter)
+
+    def unknown_units(self, label: str) -> List[str]:
+        return [u for u in self.split(label) if u not in self._codes]
+
+    def encode(self, label: str) -> List[int]:
+        unknown = self.unknown_units(label)
+        if unknown:
+            raise AlphabetError(f"Label {label!r} has units not in the alphabet: {unknown}")
+        return [self._codes[u] for u in self.split(label)]
+
+    def decode(self, codes: Iterable[int]) -> str:
+        """Text for ``codes``; negative codes (padding) and the blank are skipped."""
+        return "".join(self.units[c] for c in codes if 0 <= c < len(self.units))
+
+    def code_of(self, unit: str) -> int:
+        """The code of ``unit``, or -1 when it is not in the alphabet."""
+        return self._codes.get(unit, -1)
+
+    # --- TensorFlow graph ----------------------------------------------------------------------
+    def tf_split(self, labels: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] labels -> ragged [batch, units] strings, split exactly like :meth:`split`."""
+        if self.case_fold:
+            labels = tf.strings.lower(labels, encoding="utf-8")
+        if not self.split_delimiter:
+            return tf.strings.unicode_split(labels, "UTF-8")
+        pieces = tf.strings.split(labels, sep=self.split_delimiter)
+        return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+
+    def tf_encoder(self) -> Callable[[tf.Tensor], tf.RaggedTensor]:
+        """A function [batch] labels -> ragged int32 codes (unknown units -> -1).
+
+        The lookup table is made here, once, so the function can be used inside ``Dataset.map``.
+        """
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(self.units), tf.range(len(self.units), dtype=tf.int64)),
+            default_value=-1,
+        )
+
+        def encode(labels: tf.Tensor) -> tf.RaggedTensor:
+            return tf.cast(tf.ragged.map_flat_values(table.lookup, self.tf_split(labels)), tf.int32)
+
+        return encode
+
+    def tf_decode(self, codes: tf.Tensor) -> tf.Tensor:
+        """[batch, time] int codes padded with -1 -> [batch] strings (blank and padding dropped)."""
+        codes = tf.convert_to_tensor(codes)
+        valid = tf.logical_and(codes >= 0, codes < len(self.units))
+        units = tf.gather(tf.constant(self.units + [""]), tf.where(valid, codes, len(self.units)))
+        return tf.strings.reduce_join(units, axis=-1)
+
+
+def _split(label: str, split_delimiter: str) -> List[str]:
+    if not split_delimiter:
+        return list(label)
+    return [piece for piece in label.split(split_delimiter) if piece]
+
+
+def resolve_alphabet(params, training_labels: Iterable[str] = ()) -> Alphabet:
+    """The Alphabet that ``params`` asks for.
+
+    Order: the already resolved ``alphabet_units`` (a saved run), ``lookup_alphabet_file``,
+    ``alphabet_string``, a built-in ``alphabet`` name, or (``alphabet='auto'``) every unit found in
+    ``training_labels``.
+    """
+    delimiter, fold = params.string_split_delimiter, params.alphabet_case_fold
+    if params.alphabet_units:
+        return Alphabet.from_params(params)
+    if params.lookup_alphabet_file:
+        return Alphabet.from_lookup_json(params.lookup_alphabet_file, delimiter, fold)
+    if params.alphabet_string:
+        return Alphabet.from_string(params.alphabet_string, delimiter, fold)
+    if params.alphabet != "auto":
+        return Alphabet.builtin(params.alphabet, delimiter, fold)
+    labels = list(training_labels)
+    if not labels:
+        raise AlphabetError("alphabet='auto' needs training labels to collect the alphabet from")
+    return Alphabet.from_labels(labels, delimiter, fold)

@@ -1,0 +1,307 @@
+"""`Params`: every setting of a tf_crnn run, its default, its validation and the values derived from it.
+
+Params is the only source of settings: the rest of the package reads ``params.x`` and never keeps a
+default of its own. A run's Params are saved as ``params.json`` beside its checkpoints, so a job
+directory always says how its model was made.
+
+Setting names follow solivr/tf-crnn where it had one (``input_shape``, ``train_batch_size``,
+``lookup_alphabet_file``, ``n_epochs``, ``save_interval``, ``num_beam_paths``, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List
+
+import tensorflow as tf
+
+OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
+LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored", "parameter_server")
+# Number of 2x2 poolings along the width in the paper's conv stack (the other two pool height only).
+WIDTH_POOLINGS = 2
+
+
+class ParamsError(ValueError):
+    """A setting is unknown, of the wrong type or impossible; the message names the key."""
+
+
+def _doc(default: Any, doc: str, **kwargs: Any) -> Any:
+    """A dataclass field whose one-line documentation travels with it (README table, --help)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"doc": doc}, **kwargs)
+    return field(default=default, metadata={"doc": doc}, **kwargs)
+
+
+@dataclass
+class Params:
+    # --- input -------------------------------------------------------------------------------
+    input_shape: List[int] = _doc([32, 128], "Network input [height, width]; images are fitted to it keeping their aspect ratio.")
+    input_channels: int = _doc(1, "1 = grayscale, 3 = RGB. Images of any colour mode are converted.")
+    csv_delimiter: str = _doc(";", "Delimiter between image path and label in the CSV files.")
+    string_split_delimiter: str = _doc("", "If set (tf-crnn used '|'), labels are split on it into units; otherwise every Unicode character is a unit.")
+    skip_bad_samples: bool = _doc(False, "Skip (and count) unreadable rows and images instead of stopping with an error.")
+    # --- alphabet ----------------------------------------------------------------------------
+    alphabet: str = _doc("auto", "Built-in alphabet name (digits, letters_symbols, letters_digits_symbols), or 'auto' to collect it from the training CSV labels.")
+    alphabet_string: str = _doc("", "The alphabet as a plain string of units (split like labels). Overrides 'alphabet'.")
+    lookup_alphabet_file: str = _doc("", "tf-crnn lookup JSON {\"unit\": code}. Overrides 'alphabet'.")
+    alphabet_case_fold: bool = _doc(False, "Lower-case labels and alphabet, so that 'A' and 'a' are one class.")
+    alphabet_units: List[str] = _doc([], "The resolved alphabet, in code order (filled in from the sources above and saved with the run).")
+    # --- augmentation (TRAIN only; each is off at 0) --------------------------------------------
+    data_augmentation: bool = _doc(True, "Master switch for training-time augmentation.")
+    aug_rotation_max_degrees: float = _doc(1.5, "Random rotation in [-x, x] degrees.")
+    aug_shear_max: float = _doc(0.15, "Random horizontal shear (slant) factor in [-x, x].")
+    aug_padding_max: float = _doc(0.1, "Random margins up to x times the image height on each side (content shifts and shrinks).")
+    aug_brightness_max: float = _doc(0.15, "Random brightness shift in [-x, x] (pixels in [0, 1]).")
+    aug_contrast_max: float = _doc(0.3, "Random contrast factor in [1 - x, 1 + x].")
+    aug_noise_stddev_max: float = _doc(0.03, "Gaussian noise with a random stddev in [0, x].")
+    aug_blur_probability: float = _doc(0.2, "Probability of a 3x3 box blur.")
+    # --- batches and training length ---------------------------------------------------------
+    train_batch_size: int = _doc(64, "Global training batch size (split across replicas when distributed).")
+    eval_batch_size: int = _doc(64, "Evaluation and prediction batch size.")
+    shuffle_buffer_size: int = _doc(10000, "Shuffle buffer of the training set (reshuffled each epoch).")
+    train_steps: int = _doc(10000, "Total training steps (global step target). Ignored only if n_epochs is set, which then must be the one set.")
+    n_epochs: float = _doc(0.0, "Train for this many epochs instead of train_steps (0 = use train_steps).")
+    eval_steps: int = _doc(0, "Batches per evaluation (0 = the whole evaluation set).")
+    # --- optimisation ------------------------------------------------------------------------
+    optimizer: str = _doc("adam", "adam, adadelta (the paper's, use learning_rate 1.0), rmsprop or momentum.")
+    learning_rate: float = _doc(1e-3, "Initial learning rate.")
+    momentum: float = _doc(0.9, "Momentum of the momentum and rmsprop optimizers.")
+    learning_rate_schedule: str = _doc("constant", "constant, exponential or cosine.")
+    learning_decay_steps: int = _doc(1000, "Exponential: steps per decay; cosine: length of the cosine (0 = train steps).")
+    learning_decay_rate: float = _doc(0.96, "Exponential decay factor per learning_decay_steps.")
+    learning_decay_staircase: bool = _doc(False, "Exponential decay in steps instead of continuously.")
+    warmup_steps: int = _doc(0, "Linear learning-rate warm-up from 0 over this many steps.")
+    gradient_clip_norm: float = _doc(5.0, "Clip gradients by global norm (0 = off).")
+    # --- network -----------------------------------------------------------------------------
+    conv_filters: List[int] = _doc([64, 128, 256, 256, 512, 512, 512], "Filters of the 7 conv layers (paper Table 1).")
+    rnn_units: int = _doc(256, "LSTM units per direction.")
+    rnn_layers: int = _doc(2, "Stacked bidirectional LSTM layers.")
+    dropout_rate: float = _doc(0.2, "Dropout before each BiLSTM and before the output layer (TRAIN only).")
+    batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags for hundreds of steps and makes early evaluations look broken.")
+    # --- decoding ----------------------------------------------------------------------------
+    beam_width: int = _doc(10, "CTC beam width for prediction.")
+    num_beam_paths: int = _doc(3, "Top paths returned by beam search (top_words, scores).")
+    # --- checkpoints, summaries, evaluation ----------------------------------------------------
+    save_interval: int = _doc(500, "Checkpoint every N steps.")
+    keep_checkpoint_max: int = _doc(5, "Checkpoints kept.")
+    save_summary_steps: int = _doc(100, "TensorBoard summaries every N steps.")
+    log_step_count_steps: int = _doc(100, "Log loss and steps/s every N steps.")
+    eval_throttle_secs: int = _doc(60, "Evaluate at most every N seconds (after a new checkpoint).")
+    eval_start_delay_secs: int = _doc(0, "Seconds before the first evaluation.")
+    random_seed: int = _doc(42, "Graph-level random seed.")
+
+    # ------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> List[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def field_docs(cls) -> Dict[str, str]:
+        return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any], source: str = "settings") -> "Params":
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ParamsError(
+                f"Unknown setting(s) {', '.join(unknown)} in {source}. Valid settings: {', '.join(cls.field_names())}"
+            )
+        defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+        coerced = {key: _coerce(key, value, defaults[key]) for key, value in values.items()}
+        return cls(**coerced)
+
+    @classmethod
+    def from_json(cls, path: str) -> "Params":
+        if not tf.io.gfile.exists(path):
+            raise ParamsError(f"Config file {path} does not exist")
+        with tf.io.gfile.GFile(path, "r") as f:
+            return cls.from_json_string(f.read(), source=path)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json_string(cls, text: str, source: str = "JSON settings") -> "Params":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ParamsError(f"{source} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ParamsError(f"{source} must hold a JSON object of settings")
+        return cls.from_dict(values, source=source)
+
+    def to_json(self, path: str) -> None:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(self.to_json_string())
+
+    def with_overrides(self, overrides: Dict[str, Any], source: str = "overrides") -> "Params":
+        """A copy with ``overrides`` (values may be strings from the command line) applied."""
+        merged = self.to_dict()
+        unknown = sorted(set(overrides) - set(merged))
+        if unknown:
+            raise ParamsError(
+                f"Unknown setting(s) {', '.join(unknown)} in {source}. Valid settings: {', '.join(self.field_names())}"
+            )
+        merged.update({key: _coerce(key, value, merged[key]) for key, value in overrides.items()})
+        return type(self)(**merged)
+
+    def with_key_values(self, pairs: Iterable[str]) -> "Params":
+        """Applies ``key=value`` strings (``--param`` on the command line)."""
+        overrides = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ParamsError(f"Expected key=value, got {pair!r}")
+            overrides[key.strip()] = value
+        return self.with_overrides(overrides, source="--param")
+
+    # --- validation --------------------------------------------------------------------------
+    def validate(self) -> None:
+        def require(condition: bool, key: str, problem: str) -> None:
+            if not condition:
+                raise ParamsError(f"{key}: {problem} (got {getattr(self, key)!r})")
+
+        require(len(self.input_shape) == 2 and all(isinstance(v, int) for v in self.input_shape), "input_shape", "must be [height, width]")
+        height, width = self.input_shape
+        require(height >= 32 and height % 16 == 0, "input_shape",
+                "height must be a multiple of 16, at least 32: the conv stack halves it 4 times, then a 2x2 valid conv")
+        require(width >= 4 * 3, "input_shape", "width must be at least 12 so that at least 2 time steps remain")
+        require(self.input_channels in (1, 3), "input_channels", "must be 1 or 3")
+        require(len(self.csv_delimiter) == 1, "csv_delimiter", "must be one character")
+        require(self.string_split_delimiter != self.csv_delimiter or not self.string_split_delimiter,
+                "string_split_delimiter", "must differ from csv_delimiter")
+        sources = [k for k in ("alphabet_string", "lookup_alphabet_file") if getattr(self, k)]
+        require(len(sources) <= 1, "alphabet_string", "set either alphabet_string or lookup_alphabet_file, not both")
+        require(not sources or self.alphabet == "auto", "alphabet",
+                f"leave it at 'auto' when {sources[0] if sources else ''} is set")
+        for key in ("aug_rotation_max_degrees", "aug_shear_max", "aug_padding_max", "aug_brightness_max",
+                    "aug_contrast_max", "aug_noise_stddev_max"):
+            require(getattr(self, key) >= 0, key, "must be >= 0 (0 turns it off)")
+        require(self.aug_rotation_max_degrees <= 45, "aug_rotation_max_degrees", "must be <= 45")
+        require(self.aug_padding_max <= 1, "aug_padding_max", "must be <= 1")
+        require(self.aug_contrast_max < 1, "aug_contrast_max", "must be < 1")
+        require(0 <= self.aug_blur_probability <= 1, "aug_blur_probability", "must be in [0, 1]")
+        for key in ("train_batch_size", "eval_batch_size", "shuffle_buffer_size", "save_interval",
+                    "keep_checkpoint_max", "save_summary_steps", "log_step_count_steps", "rnn_units", "rnn_layers",
+                    "beam_width", "num_beam_paths"):
+            require(getattr(self, key) >= 1, key, "must be >= 1")
+        for key in ("train_steps", "eval_steps", "learning_decay_steps", "warmup_steps", "eval_throttle_secs",
+                    "eval_start_delay_secs"):
+            require(getattr(self, key) >= 0, key, "must be >= 0")
+        require(self.n_epochs >= 0, "n_epochs", "must be >= 0")
+        require(self.train_steps > 0 or self.n_epochs > 0, "train_steps", "set train_steps or n_epochs")
+        require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
+                f"must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
+        require(0 < self.learning_decay_rate <= 1, "learning_decay_rate", "must be in (0, 1]")
+        require(self.gradient_clip_norm >= 0, "gradient_clip_norm", "must be >= 0 (0 = off)")
+        require(len(self.conv_filters) == 7 and all(isinstance(v, int) and v >= 1 for v in self.conv_filters),
+                "conv_filters", "must be 7 positive integers")
+        require(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
+        require(0 < self.batch_norm_momentum < 1, "batch_norm_momentum", "must be in (0, 1)")
+        require(self.num_beam_paths <= self.beam_width, "num_beam_paths", "must be <= beam_width")
+        require(len(set(self.alphabet_units)) == len(self.alphabet_units), "alphabet_units", "units must be unique")
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def image_height(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def image_width(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def downscale_factor(self) -> int:
+        """Input columns per output time step."""
+        return 2 ** WIDTH_POOLINGS
+
+    @property
+    def num_classes(self) -> int:
+        """Alphabet units plus the CTC blank (the last class)."""
+        if not self.alphabet_units:
+            raise ParamsError("alphabet_units: the alphabet has not been resolved yet")
+        return len(self.alphabet_units) + 1
+
+    def time_steps(self, width: int) -> int:
+        """CTC time steps for an image of ``width`` columns: floor(width / 4) - 1 (the final 2x2 valid conv)."""
+        return max(width // self.downscale_factor - 1, 0)
+
+    @property
+    def max_time_steps(self) -> int:
+        return self.time_steps(self.image_width)
+
+    def steps_for_epochs(self, num_samples: int) -> int:
+        """Training steps that cover ``n_epochs`` of ``num_samples`` at the global batch size."""
+        return max(1, math.ceil(self.n_epochs * num_samples / self.train_batch_size))
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Converts ``value`` (JSON or command-line string) to the type of ``default``; errors name the key."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return value
+        if isinstance(default, list):
+            if isinstance(value, str):
+                value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+                if default and isinstance(default[0], int):
+                    value = [int(v) for v in value]
+            if not isinstance(value, list):
+                raise ValueError("expected a list")
+            if default and isinstance(default[0], int) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError("expected a list of integers")
+            return list(value)
+    except (ValueError, TypeError, json.JSONDecodeError) as error:
+        raise ParamsError(f"{key}: {error} (got {value!r})") from None
+    return value
+
+
+# Settings that change the variables of the network or the meaning of its outputs: a job directory
+# trained with one value cannot be resumed with another.
+ARCHITECTURE_KEYS = ("input_shape", "input_channels", "alphabet_units", "string_split_delimiter",
+                     "alphabet_case_fold", "conv_filters", "rnn_units", "rnn_layers")
+
+
+def check_resumable(saved: Params, current: Params, saved_path: str) -> None:
+    """Refuses to continue a run whose saved settings would give a different network or alphabet."""
+    differing = [key for key in ARCHITECTURE_KEYS if getattr(saved, key) != getattr(current, key)]
+    if differing:
+        def short(value: Any) -> str:
+            text = json.dumps(value, ensure_ascii=False)
+            return text if len(text) <= 60 else text[:57] + "..."
+        details = "\n".join(f"  {key}: saved {short(getattr(saved, key))}, now {short(getattr(current, key))}"
+                            for key in differing)
+        raise ParamsError(f"The job directory was trained with other settings ({saved_path}); resuming with these "
+                          f"would not fit its checkpoints. Use a new --job-dir, or the saved settings:\n{details}")

@@ -1,0 +1,405 @@
+"""Input pipeline: CSV rows -> validated samples -> ``tf.data`` batches; the one image preprocessing path.
+
+What the model receives from :func:`input_fn`:
+
+- ``features["images"]``: float32 [batch, H, W, C], pixels in [0, 1], each image resized to height H
+  keeping its aspect ratio (squeezed to W if wider), right-padded with 0 to width W.
+- ``features["images_widths"]``: int32 [batch], the width of each image before padding.
+- ``features["filenames"]``: string [batch], the resolved image paths.
+- ``labels``: int32 ``SparseTensor`` [batch, units] of alphabet codes.
+
+Before any TensorFlow graph is built, every row is checked once (:func:`load_samples`): CSV syntax,
+UTF-8, units known to the alphabet, image present and decodable, and the label short enough for the
+CTC time steps of its image. Problems stop the run with the file, row and problem named, or with
+``skip_bad_samples`` are skipped and counted. Nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from tf_crnn.alphabet import Alphabet, resolve_alphabet
+from tf_crnn.config import Params
+
+logger = logging.getLogger("tf_crnn")
+
+TRAIN = tf.estimator.ModeKeys.TRAIN
+EVAL = tf.estimator.ModeKeys.EVAL
+# How many example rows an error message lists per problem.
+EXAMPLE_ROWS = 5
+
+
+class DataError(ValueError):
+    """A CSV or image problem, with the file, row and problem in the message."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV row: where it came from and what it says."""
+    csv_file: str
+    line_number: int  # 1-based line in the CSV file
+    image_path: str  # resolved against the CSV's folder
+    label: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.csv_file}, row {self.line_number}"
+
+
+@dataclass
+class Samples:
+    """The usable rows of some CSV files, and an account of every row left out."""
+    rows: List[Row]
+    skipped: Dict[str, List[str]] = field(default_factory=dict)  # problem -> ["file, row N", ...]
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def report(self) -> str:
+        lines = [f"{len(self.rows)} samples"]
+        for problem, where in sorted(self.skipped.items()):
+            shown = "; ".join(where[:EXAMPLE_ROWS]) + (" ..." if len(where) > EXAMPLE_ROWS else "")
+            lines.append(f"  skipped {len(where)} ({problem}): {shown}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV reading
+# ----------------------------------------------------------------------------------------------
+def resolve_image_path(csv_file: str, image_path: str) -> str:
+    """``image_path`` as written in ``csv_file``, made absolute against the CSV's folder (any gfile scheme)."""
+    if "://" in image_path or os.path.isabs(image_path):
+        return image_path
+    folder = posixpath.dirname(csv_file) if "://" in csv_file else os.path.dirname(os.path.abspath(csv_file))
+    return posixpath.join(folder, image_path) if "://" in csv_file else os.path.join(folder, image_path)
+
+
+def read_csv_rows(csv_file: str, delimiter: str, problems: Optional[Dict[str, List[str]]] = None) -> List[Row]:
+    """The rows of one CSV file.
+
+    A malformed row raises :class:`DataError`, or, when ``problems`` is given, is recorded there under
+    its problem and left out. Blank lines are not rows.
+    """
+    if not tf.io.gfile.exists(csv_file):
+        raise DataError(f"{csv_file}: CSV file not found")
+    with tf.io.gfile.GFile(csv_file, "rb") as f:
+        content = f.read()
+    rows = []
+    for number, raw in enumerate(content.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        problem = None
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problem = f"not valid UTF-8 (byte {error.start})"
+        else:
+            if number == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            fields = line.split(delimiter)
+            if len(fields) < 2:
+                problem = f"no {delimiter!r} delimiter between image path and label"
+            elif len(fields) > 2:
+                problem = f"{len(fields)} fields where 2 are expected (image path{delimiter}label)"
+            elif not fields[0].strip():
+                problem = "empty image path"
+            elif not fields[1]:
+                problem = "empty label"
+        if problem:
+            where = f"{csv_file}, row {number}"
+            if problems is None:
+                raise DataError(f"{where}: {problem}")
+            problems.setdefault(problem.split(" (")[0], []).append(where)
+            continue
+        rows.append(Row(csv_file, number, resolve_image_path(csv_file, fields[0].strip()), fields[1]))
+    return rows
+
+
+def read_labels(csv_files: Sequence[str], params: Params) -> List[str]:
+    """All labels of ``csv_files`` (bad rows skipped when ``params.skip_bad_samples``)."""
+    problems: Optional[Dict[str, List[str]]] = {} if params.skip_bad_samples else None
+    return [row.label for csv_file in csv_files for row in read_csv_rows(csv_file, params.csv_delimiter, problems)]
+
+
+def with_resolved_alphabet(params: Params, train_csv_files: Sequence[str]) -> Params:
+    """``params`` with ``alphabet_units`` filled in (from the training labels when ``alphabet='auto'``)."""
+    if params.alphabet_units:
+        return params
+    needs_labels = params.alphabet == "auto" and not params.alphabet_string and not params.lookup_alphabet_file
+    labels = read_labels(train_csv_files, params) if needs_labels else ()
+    return params.with_overrides({"alphabet_units": resolve_alphabet(params, labels).units})
+
+
+# ----------------------------------------------------------------------------------------------
+# Sample validation
+# ----------------------------------------------------------------------------------------------
+def fitted_width(height: int, width: int, params: Params) -> int:
+    """Width of an image of ``height`` x ``width`` after :func:`preprocess_image`, before padding.
+
+    Integer arithmetic, so Python (here) and the graph (below) agree to the pixel.
+    """
+    target_height, target_width = params.input_shape
+    return min(max((width * target_height + height // 2) // max(height, 1), 1), target_width)
+
+
+def required_time_steps(codes: Sequence[int]) -> int:
+    """CTC needs one step per unit plus a blank between each pair of equal adjacent units."""
+    repeats = sum(1 for a, b in zip(codes, codes[1:]) if a == b)
+    return len(codes) + repeats
+
+
+def _image_sizes(paths: Sequence[str], channels: int) -> Dict[int, Tuple[int, int]]:
+    """{index: (height, width)} for every path that reads and decodes; failing indices are absent.
+
+    Decodes with the very ops training uses, in parallel, in a graph of its own so that it also
+    works when called while the Estimator builds its graph.
+    """
+    def size_of(index, path):
+        image = decode_image(tf.io.read_file(path), channels)
+        return index, tf.shape(image)[0], tf.shape(image)[1]
+
+    sizes = {}
+    with tf.Graph().as_default():
+        dataset = (tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), tf.constant(list(paths), tf.string)))
+                   .map(size_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+                   .ignore_errors()
+                   .batch(1024))
+        next_batch = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
+        with tf.compat.v1.Session() as session:
+            while True:
+                try:
+                    indices, heights, widths = session.run(next_batch)
+                except tf.errors.OutOfRangeError:
+                    break
+                sizes.update({int(i): (int(h), int(w)) for i, h, w in zip(indices, heights, widths)})
+    return sizes
+
+
+def describe_image_problem(path: str, channels: int) -> str:
+    """Why ``path`` cannot be used as an image, in words."""
+    if not tf.io.gfile.exists(path):
+        return "image file not found"
+    if tf.io.gfile.stat(path).length == 0:
+        return "image file is empty (0 bytes)"
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        try:
+            session.run(decode_image(tf.io.read_file(path), channels))
+        except tf.errors.OpError as error:
+            return f"not a readable PNG, JPEG, BMP or GIF image ({error.message.splitlines()[0]})"
+    return "image could not be read"
+
+
+def load_samples(csv_files: Sequence[str], params: Params) -> Samples:
+    """Every usable row of ``csv_files``, checked as described in the module docstring."""
+    if isinstance(csv_files, str):
+        csv_files = [csv_files]
+    if not csv_files:
+        raise DataError("No CSV file given")
+    # Cached (the Estimator calls input_fn again for every evaluation), keyed on the files' state too,
+    # so a CSV rewritten in the same process is read afresh.
+    versions = tuple(_file_version(csv_file) for csv_file in csv_files)
+    return _load_samples_cached(tuple(csv_files), versions, params.to_json_string())
+
+
+def _file_version(path: str) -> Tuple[int, int]:
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"{path}: CSV file not found")
+    stat = tf.io.gfile.stat(path)
+    return stat.mtime_nsec, stat.length
+
+
+@functools.lru_cache(maxsize=8)
+def _load_samples_cached(csv_files: Tuple[str, ...], versions: Tuple[Tuple[int, int], ...], params_json: str) -> Samples:
+    params = Params.from_json_string(params_json)
+    alphabet = Alphabet.from_params(params)
+    skip = params.skip_bad_samples
+    skipped: Dict[str, List[str]] = {}
+    rows: List[Row] = []
+    for csv_file in csv_files:
+        file_rows = read_csv_rows(csv_file, params.csv_delimiter, skipped if skip else None)
+        if not file_rows and not skipped:
+            raise DataError(f"{csv_file}: CSV file has no rows")
+        rows.extend(file_rows)
+    if not rows:
+        raise DataError(f"{', '.join(csv_files)}: no usable rows\n" + Samples([], skipped).report())
+
+    # Units not in the alphabet: all of them, with the first rows where each occurs, before training.
+    unknown: Dict[str, List[str]] = {}
+    for row in rows:
+        for unit in dict.fromkeys(alphabet.unknown_units(row.label)):
+            unknown.setdefault(unit, []).append(row.where)
+    if unknown:
+        if not skip:
+            details = "\n".join(f"  {unit!r}: {'; '.join(where[:EXAMPLE_ROWS])}" + (" ..." if len(where) > EXAMPLE_ROWS else "")
+                                for unit, where in sorted(unknown.items()))
+            raise DataError(f"{len(unknown)} label unit(s) are not in the alphabet "
+                            f"({len(alphabet)} units):\n{details}")
+        bad = {w for where in unknown.values() for w in where}
+        skipped["label unit not in the alphabet"] = sorted(bad)
+        rows = [row for row in rows if row.where not in bad]
+
+    sizes = _image_sizes([row.image_path for row in rows], params.input_channels)
+    kept = []
+    for index, row in enumerate(rows):
+        if index not in sizes:
+            problem = describe_image_problem(row.image_path, params.input_channels)
+            if not skip:
+                raise DataError(f"{row.where}: {row.image_path}: {problem}")
+            skipped.setdefault(problem.split(" (")[0], []).append(row.where)
+            continue
+        height, width = sizes[index]
+        steps = params.time_steps(fitted_width(height, width, params))
+        if required_time_steps(alphabet.encode(row.label)) > steps:
+            # Not an error: text lines too long for the input width are expected in real data sets.
+            skipped.setdefault(f"label longer than the {steps} CTC time steps of its image", []).append(row.where)
+            continue
+        kept.append(row)
+    samples = Samples(kept, skipped)
+    if not kept:
+        raise DataError(f"{', '.join(csv_files)}: no usable rows\n" + samples.report())
+    logger.info("%s: %s", ", ".join(csv_files), samples.report())
+    return samples
+
+
+# ----------------------------------------------------------------------------------------------
+# The one preprocessing path (training, evaluation, serving)
+# ----------------------------------------------------------------------------------------------
+def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
+    """Encoded PNG/JPEG/BMP/GIF bytes -> uint8 [h, w, channels] (first frame of a GIF)."""
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    if channels == 1:
+        image = tf.image.rgb_to_grayscale(image)
+    return image
+
+
+def preprocess_image(image: tf.Tensor, params: Params, training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+    """uint8 [h, w, C] -> (float32 [H, W, C] in [0, 1], its width before padding).
+
+    Resize to height H keeping the aspect ratio (squeezed to W if wider), augment when ``training``
+    and ``params.data_augmentation``, right-pad with 0 to width W.
+    """
+    target_height, target_width = params.input_shape
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    new_width = tf.clip_by_value((width * target_height + height // 2) // tf.maximum(height, 1), 1, target_width)
+    image = tf.image.resize(image, [target_height, new_width], method="bilinear", antialias=True)
+    if training and params.data_augmentation:
+        image = augment(image, params)
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    image = tf.pad(image, [[0, 0], [0, target_width - new_width], [0, 0]])
+    image.set_shape([target_height, target_width, params.input_channels])
+    return image, new_width
+
+
+def augment(image: tf.Tensor, params: Params) -> tf.Tensor:
+    """Random geometric and photometric changes of one [H, w, C] image, drawn per image with tf.random.
+
+    The output keeps the input size, so the true width (and the CTC time steps) do not change.
+    """
+    image = _random_geometry(image, params)
+    if params.aug_brightness_max:
+        image += tf.random.uniform([], -params.aug_brightness_max, params.aug_brightness_max)
+    if params.aug_contrast_max:
+        mean = tf.reduce_mean(image)
+        image = (image - mean) * tf.random.uniform([], 1 - params.aug_contrast_max, 1 + params.aug_contrast_max) + mean
+    if params.aug_blur_probability:
+        blurred = tf.nn.avg_pool2d(image[tf.newaxis], ksize=3, strides=1, padding="SAME")[0]
+        image = tf.where(tf.random.uniform([]) < params.aug_blur_probability, blurred, image)
+    if params.aug_noise_stddev_max:
+        image += tf.random.normal(tf.shape(image)) * tf.random.uniform([], 0, params.aug_noise_stddev_max)
+    return image
+
+
+def _random_geometry(image: tf.Tensor, params: Params) -> tf.Tensor:
+    """Rotation, shear and random margins as one projective warp; new area filled with the border colour."""
+    if not (params.aug_rotation_max_degrees or params.aug_shear_max or params.aug_padding_max):
+        return image
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    angle = tf.random.uniform([], -1.0, 1.0) * params.aug_rotation_max_degrees * math.pi / 180
+    shear = tf.random.uniform([], -params.aug_shear_max, params.aug_shear_max)
+    left, right, top, bottom = tf.unstack(tf.random.uniform([4], 0, params.aug_padding_max) * height)
+    # Output -> input mapping: undo the margins (scale + shift), then rotate and shear about the centre.
+    scale_x, scale_y = width / (width - left - right), height / (height - top - bottom)
+    margins = tf.stack([[scale_x, 0, -left * scale_x], [0, scale_y, -top * scale_y], [0, 0, 1]])
+    cx, cy = width / 2, height / 2
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    rotate_shear = tf.stack([[cos, -sin + shear, cx - cos * cx - (-sin + shear) * cy],
+                             [sin, cos, cy - sin * cx - cos * cy],
+                             [0.0, 0.0, 1.0]])
+    matrix = tf.reshape(tf.matmul(rotate_shear, margins), [9])[:8]
+    border = tf.concat([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis], transforms=matrix[tf.newaxis], output_shape=tf.shape(image)[:2],
+        fill_value=tf.reduce_mean(border), interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# input_fn
+# ----------------------------------------------------------------------------------------------
+def input_fn(csv_files: Sequence[str], params: Params, mode: str,
+             batch_size: Optional[int] = None, num_epochs: Optional[int] = None) -> tf.data.Dataset:
+    """A dataset of (features, labels) batches for ``mode`` (see the module docstring).
+
+    TRAIN shuffles (afresh every epoch), augments and repeats ``num_epochs`` times (forever when None);
+    EVAL reads each sample once, in order. ``batch_size`` defaults to the mode's Params batch size.
+    """
+    samples = load_samples(csv_files, params)
+    alphabet = Alphabet.from_params(params)
+    training = mode == TRAIN
+    if batch_size is None:
+        batch_size = params.train_batch_size if training else params.eval_batch_size
+    paths = [row.image_path for row in samples.rows]
+    labels = [row.label for row in samples.rows]
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if training:
+        dataset = dataset.shuffle(min(len(paths), params.shuffle_buffer_size), seed=params.random_seed,
+                                  reshuffle_each_iteration=True)
+        dataset = dataset.repeat(num_epochs)
+
+    encode = alphabet.tf_encoder()
+
+    def load(path, label):
+        image, width = preprocess_image(decode_image(tf.io.read_file(path), params.input_channels), params, training)
+        codes = encode(label[tf.newaxis])[0]
+        return {"images": image, "images_widths": width, "filenames": path}, codes
+
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if params.skip_bad_samples:
+        # Images were checked in load_samples; this only guards against files changed since then.
+        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.padded_batch(batch_size, padding_values=({"images": 0.0, "images_widths": 0, "filenames": ""}, -1),
+                                   drop_remainder=training)
+    return dataset.map(lambda features, codes: (features, dense_codes_to_sparse(codes))).prefetch(tf.data.AUTOTUNE)
+
+
+def dense_codes_to_sparse(codes: tf.Tensor) -> tf.SparseTensor:
+    """[batch, units] codes padded with -1 -> SparseTensor (0 is a real code, so not from_dense)."""
+    indices = tf.where(codes >= 0)
+    return tf.SparseTensor(indices, tf.gather_nd(codes, indices), tf.shape(codes, out_type=tf.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# Serving
+# ----------------------------------------------------------------------------------------------
+def serving_input_receiver_fn(params: Params) -> tf.estimator.export.ServingInputReceiver:
+    """Receiver for encoded image bytes, string [batch]: the shape TF Serving's REST API sends."""
+    image_bytes = tf.compat.v1.placeholder(tf.string, [None], name="image_bytes")
+
+    def load(contents):
+        return preprocess_image(decode_image(contents, params.input_channels), params)
+
+    images, widths = tf.map_fn(load, image_bytes, fn_output_signature=(tf.float32, tf.int32))
+    features = {"images": images, "images_widths": widths, "filenames": tf.fill(tf.shape(image_bytes), "")}
+    return tf.estimator.export.ServingInputReceiver(features, {"image_bytes": image_bytes})

@@ -1,0 +1,46 @@
+"""CTC decoding: network outputs -> class codes -> text.
+
+Codes come out as dense [batch, ..., time] int32 tensors padded with -1, never 0: 0 is a real
+character, and a zero-padded tensor could not tell "0" from padding.
+"""
+from __future__ import annotations
+
+from typing import Iterable, List, Tuple
+
+import tensorflow as tf
+
+from tf_crnn.alphabet import Alphabet
+
+PADDING_CODE = -1
+
+
+def _dense(sparse: tf.SparseTensor, time_steps: tf.Tensor) -> tf.Tensor:
+    """Sparse decoder output -> [batch, time_steps] int32, padded with -1 to a fixed width."""
+    batch = tf.cast(sparse.dense_shape[0], tf.int64)
+    sparse = tf.SparseTensor(sparse.indices, sparse.values, tf.stack([batch, tf.cast(time_steps, tf.int64)]))
+    return tf.cast(tf.sparse.to_dense(sparse, default_value=PADDING_CODE), tf.int32)
+
+
+def greedy_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tf.Tensor:
+    """Best path decoding of time-major ``logits`` [time, batch, classes] -> codes [batch, time]."""
+    (decoded,), _ = tf.nn.ctc_greedy_decoder(logits, sequence_lengths, merge_repeated=True)
+    return _dense(decoded, tf.shape(logits)[0])
+
+
+def beam_search_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor, beam_width: int,
+                       top_paths: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Beam search over time-major ``logits``.
+
+    Returns codes [batch, top_paths, time] (best path first) and their log-probabilities
+    [batch, top_paths].
+    """
+    decoded, log_probabilities = tf.nn.ctc_beam_search_decoder(
+        logits, sequence_lengths, beam_width=beam_width, top_paths=top_paths)
+    time_steps = tf.shape(logits)[0]
+    codes = tf.stack([_dense(path, time_steps) for path in decoded], axis=1)
+    return codes, log_probabilities
+
+
+def codes_to_texts(codes: Iterable[Iterable[int]], alphabet: Alphabet) -> List[str]:
+    """Python counterpart of ``Alphabet.tf_decode`` for rows of codes padded with -1."""
+    return [alphabet.decode(row) for row in codes]

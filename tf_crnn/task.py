@@ -1,0 +1,199 @@
+"""``python -m tf_crnn.task``: train, evaluate and export a CRNN, on a laptop or as a cloud training job.
+
+This module only parses arguments and wires the pieces together: Params from the command line, the
+Estimator from Params, ``train_and_evaluate``, the final export. Model code lives in ``model.py``,
+input code in ``data_handler.py``.
+
+With no ``--train-csv`` it generates the embedded demo data set into the job directory and trains
+on it with the demo settings (``tf_crnn/configs/demo.json``), so a newcomer sees the whole pipeline
+work offline with one command.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+import tensorflow as tf
+
+from tf_crnn import data_handler, demo, model, visualize
+from tf_crnn.config import Params, ParamsError, check_resumable
+from tf_crnn.reporting import EvalReporter, ProgressHook, format_eval_table
+
+logger = logging.getLogger("tf_crnn")
+
+DEMO_JOB_DIR = os.path.join("runs", "demo")
+DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "demo.json")
+PARAMS_FILE = "params.json"
+# Evaluation images shown in samples.png.
+SAMPLES_SHOWN = 16
+# Flag names kept from older tools and cloud conventions, as aliases of Params settings.
+FLAG_ALIASES = {"n_epochs": ["--num-epochs"], "eval_throttle_secs": ["--eval-interval"]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_crnn.task",
+        description="Train, evaluate and export a CRNN text recognizer. Without --train-csv, trains on the "
+                    "embedded demo data set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--job-dir", "--job_dir", dest="job_dir", default=None,
+                        help="Output folder for checkpoints, summaries, params.json and exports (local or gs://). "
+                             f"Defaults to $AIP_MODEL_DIR when set, else {DEMO_JOB_DIR} for the demo.")
+    parser.add_argument("--train-csv", nargs="+", default=None, metavar="CSV",
+                        help="Training CSV file(s) of 'image_path;label' rows.")
+    parser.add_argument("--eval-csv", nargs="+", default=None, metavar="CSV",
+                        help="Evaluation CSV file(s), same format.")
+    parser.add_argument("--config", default=None, help="JSON file of Params settings.")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override one setting (repeatable); applied after --config.")
+    parser.add_argument("--verbosity", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="TensorFlow's log level (tf_crnn's own progress is always shown).")
+    settings = parser.add_argument_group(
+        "settings", "Every scalar setting of Params is also a flag of its own (as hyperparameter-tuning services "
+                    "pass them); these win over --config and --param.")
+    defaults = Params()
+    for f in dataclasses.fields(Params):
+        if f.type.startswith("List"):
+            continue
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        doc = f"{f.metadata['doc']} [default: {getattr(defaults, f.name)!r}]".replace("%", "%%")
+        settings.add_argument(*names, *FLAG_ALIASES.get(f.name, []), dest=f"setting.{f.name}",
+                              default=argparse.SUPPRESS, metavar=f.type.upper(), help=doc)
+    return parser
+
+
+def params_from_args(args: argparse.Namespace, base: Params) -> Params:
+    flags = {key.split(".", 1)[1]: value for key, value in vars(args).items() if key.startswith("setting.")}
+    return base.with_key_values(args.param).with_overrides(flags, source="command-line flags")
+
+
+def build_run_config(params: Params, job_dir: str) -> tf.estimator.RunConfig:
+    """The RunConfig the Estimator really uses (tf-crnn built one with ``replace()`` and threw it away)."""
+    return tf.estimator.RunConfig(
+        model_dir=job_dir,
+        tf_random_seed=params.random_seed,
+        save_checkpoints_steps=params.save_interval,
+        keep_checkpoint_max=params.keep_checkpoint_max,
+        save_summary_steps=params.save_summary_steps,
+        log_step_count_steps=params.log_step_count_steps,
+        session_config=tf.compat.v1.ConfigProto(allow_soft_placement=True),
+    )
+
+
+def build_estimator(params: Params, job_dir: str) -> tf.estimator.Estimator:
+    return tf.estimator.Estimator(model.crnn_fn, config=build_run_config(params, job_dir), params=params)
+
+
+def configure_logging(verbosity: str) -> None:
+    tf.get_logger().setLevel(verbosity)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbosity in ("DEBUG", "INFO") else "2")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tf_crnn: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def resolve_job_dir(args: argparse.Namespace, demo_mode: bool) -> str:
+    job_dir = args.job_dir or os.environ.get("AIP_MODEL_DIR")
+    if job_dir:
+        return job_dir
+    if demo_mode:
+        return DEMO_JOB_DIR
+    raise SystemExit("error: --job-dir is required when training on your own data")
+
+
+def prepare_params(args: argparse.Namespace, job_dir: str, train_csv: Sequence[str]) -> Params:
+    """Settings from --config, --param and flags, alphabet resolved, checked against a saved run, saved."""
+    base = Params.from_json(args.config) if args.config else (
+        Params.from_json(DEMO_CONFIG) if not args.train_csv else Params())
+    params = data_handler.with_resolved_alphabet(params_from_args(args, base), train_csv)
+    saved_path = os.path.join(job_dir, PARAMS_FILE)
+    if tf.io.gfile.exists(saved_path):
+        check_resumable(Params.from_json(saved_path), params, saved_path)
+    return params
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    configure_logging(args.verbosity)
+    if unknown:
+        logger.warning("ignoring unknown arguments: %s", " ".join(unknown))
+    demo_mode = not args.train_csv
+    if args.train_csv and not args.eval_csv:
+        parser.error("--eval-csv is required with --train-csv")
+    if demo_mode and args.eval_csv:
+        parser.error("--eval-csv needs --train-csv")
+    job_dir = resolve_job_dir(args, demo_mode)
+    tf.io.gfile.makedirs(job_dir)
+
+    try:
+        if demo_mode:
+            logger.info("no --train-csv given: training on the embedded demo data set in %s", job_dir)
+            train_csv, eval_csv = demo.generate_demo_dataset(os.path.join(job_dir, "data"))
+            train_csv, eval_csv = [train_csv], [eval_csv]
+        else:
+            train_csv, eval_csv = args.train_csv, args.eval_csv
+        params = prepare_params(args, job_dir, train_csv)
+        train_samples = data_handler.load_samples(train_csv, params)
+        data_handler.load_samples(eval_csv, params)
+        if params.n_epochs:
+            params = params.with_overrides({"train_steps": params.steps_for_epochs(len(train_samples.rows))})
+    except (ParamsError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+    params.to_json(os.path.join(job_dir, PARAMS_FILE))
+    logger.info("alphabet: %d units; training to step %d; settings saved in %s", len(params.alphabet_units),
+                params.train_steps, os.path.join(job_dir, PARAMS_FILE))
+
+    estimator = build_estimator(params, job_dir)
+    progress = ProgressHook(params.train_steps, params.log_step_count_steps, params.train_batch_size)
+    reporter = EvalReporter()
+    train_spec = tf.estimator.TrainSpec(
+        lambda: data_handler.input_fn(train_csv, params, data_handler.TRAIN), max_steps=params.train_steps,
+        hooks=[progress])
+    eval_spec = tf.estimator.EvalSpec(
+        lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL), steps=params.eval_steps or None,
+        exporters=[reporter], throttle_secs=params.eval_throttle_secs, start_delay_secs=params.eval_start_delay_secs)
+    start = time.time()
+    tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    wall_seconds = time.time() - start
+
+    export_path = estimator.export_saved_model(
+        os.path.join(job_dir, "export", "final"), lambda: data_handler.serving_input_receiver_fn(params)).decode()
+    samples_path = os.path.join(job_dir, "samples.png")
+    write_samples(estimator, eval_csv, params, samples_path)
+
+    trained_steps = progress.last_step - (progress.first_step or 0)
+    images_per_second = trained_steps * params.train_batch_size / progress.train_seconds if progress.train_seconds else 0
+    results = reporter.latest or estimator.evaluate(
+        lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL), steps=params.eval_steps or None)
+    print(f"\nfinished: global step {estimator.get_variable_value('global_step')}, {trained_steps} steps trained in "
+          f"{wall_seconds:.0f} s wall time ({images_per_second:.0f} training images/s)\n"
+          f"{format_eval_table(results)}\n"
+          f"model exported to {export_path}\nsamples: {samples_path}", flush=True)
+    return 0
+
+
+def write_samples(estimator: tf.estimator.Estimator, eval_csv: Sequence[str], params: Params, path: str) -> None:
+    """``samples.png``: the first evaluation images captioned with prediction and truth."""
+    truths = {row.image_path: row.label for row in data_handler.load_samples(eval_csv, params).rows}
+    paths, predictions = [], []
+    for prediction in estimator.predict(
+            lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL, batch_size=SAMPLES_SHOWN)):
+        paths.append(prediction["filenames"].decode("utf-8"))
+        predictions.append(prediction["words"].decode("utf-8"))
+        if len(paths) == SAMPLES_SHOWN:
+            break
+    visualize.save_samples_png(path, paths, predictions, [truths[p] for p in paths])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
