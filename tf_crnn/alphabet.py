@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 import tensorflow as tf
 
@@ -135,20 +135,17 @@ class Alphabet:
         pieces = tf.strings.split(labels, sep=self.split_delimiter)
         return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
 
-    def tf_encoder(self) -> Callable[[tf.Tensor], tf.RaggedTensor]:
-        """A function [batch] labels -> ragged int32 codes (unknown units -> -1).
+    def tf_encode(self, labels: tf.Tensor) -> tf.RaggedTensor:
+        """[batch] labels -> ragged int32 codes; units not in the alphabet become -1.
 
-        The lookup table is made here, once, so the function can be used inside ``Dataset.map``.
+        A comparison against every unit rather than a lookup table: stateless, so it works inside
+        any ``tf.data`` pipeline (one-shot iterators and distribution strategies included).
         """
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(self.units), tf.range(len(self.units), dtype=tf.int64)),
-            default_value=-1,
-        )
-
-        def encode(labels: tf.Tensor) -> tf.RaggedTensor:
-            return tf.cast(tf.ragged.map_flat_values(table.lookup, self.tf_split(labels)), tf.int32)
-
-        return encode
+        units = self.tf_split(labels)
+        matches = tf.equal(units.flat_values[:, tf.newaxis], tf.constant(self.units)[tf.newaxis, :])
+        codes = tf.where(tf.reduce_any(matches, axis=1),
+                         tf.argmax(tf.cast(matches, tf.int8), axis=1, output_type=tf.int32), -1)
+        return units.with_flat_values(codes)
 
     def tf_decode(self, codes: tf.Tensor) -> tf.Tensor:
         """[batch, time] int codes padded with -1 -> [batch] strings (blank and padding dropped)."""

@@ -17,6 +17,8 @@ from typing import Any, Dict, Iterable, List
 
 import tensorflow as tf
 
+from tf_crnn.alphabet import BUILTIN_NAMES
+
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
 LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored", "parameter_server")
@@ -91,6 +93,8 @@ class Params:
     log_step_count_steps: int = _doc(100, "Log loss and steps/s every N steps.")
     eval_throttle_secs: int = _doc(60, "Evaluate at most every N seconds (after a new checkpoint).")
     eval_start_delay_secs: int = _doc(0, "Seconds before the first evaluation.")
+    exports_to_keep: int = _doc(3, "SavedModels kept in JOB_DIR/export/latest (one after each evaluation).")
+    best_exports_to_keep: int = _doc(1, "SavedModels with the lowest evaluation CER kept in JOB_DIR/export/best.")
     random_seed: int = _doc(42, "Graph-level random seed.")
 
     # ------------------------------------------------------------------------------------------
@@ -107,13 +111,18 @@ class Params:
         return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
 
     @classmethod
+    def field_defaults(cls) -> Dict[str, Any]:
+        """Every setting's default: its type is what a JSON or command-line value is converted to."""
+        return cls().to_dict()
+
+    @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "settings") -> "Params":
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ParamsError(
                 f"Unknown setting(s) {', '.join(unknown)} in {source}. Valid settings: {', '.join(cls.field_names())}"
             )
-        defaults = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+        defaults = cls.field_defaults()
         coerced = {key: _coerce(key, value, defaults[key]) for key, value in values.items()}
         return cls(**coerced)
 
@@ -152,7 +161,9 @@ class Params:
             raise ParamsError(
                 f"Unknown setting(s) {', '.join(unknown)} in {source}. Valid settings: {', '.join(self.field_names())}"
             )
-        merged.update({key: _coerce(key, value, merged[key]) for key, value in overrides.items()})
+        # Converted to the type of the default, not of the current value (which may be 1 for a float).
+        defaults = self.field_defaults()
+        merged.update({key: _coerce(key, value, defaults[key]) for key, value in overrides.items()})
         return type(self)(**merged)
 
     def with_key_values(self, pairs: Iterable[str]) -> "Params":
@@ -180,6 +191,8 @@ class Params:
         require(len(self.csv_delimiter) == 1, "csv_delimiter", "must be one character")
         require(self.string_split_delimiter != self.csv_delimiter or not self.string_split_delimiter,
                 "string_split_delimiter", "must differ from csv_delimiter")
+        require(self.alphabet in ("auto",) + BUILTIN_NAMES, "alphabet",
+                f"must be 'auto' or one of {', '.join(BUILTIN_NAMES)}")
         sources = [k for k in ("alphabet_string", "lookup_alphabet_file") if getattr(self, k)]
         require(len(sources) <= 1, "alphabet_string", "set either alphabet_string or lookup_alphabet_file, not both")
         require(not sources or self.alphabet == "auto", "alphabet",
@@ -192,7 +205,7 @@ class Params:
         require(self.aug_contrast_max < 1, "aug_contrast_max", "must be < 1")
         require(0 <= self.aug_blur_probability <= 1, "aug_blur_probability", "must be in [0, 1]")
         for key in ("train_batch_size", "eval_batch_size", "shuffle_buffer_size", "save_interval",
-                    "keep_checkpoint_max", "save_summary_steps", "log_step_count_steps", "rnn_units", "rnn_layers",
+                    "keep_checkpoint_max", "save_summary_steps", "exports_to_keep", "best_exports_to_keep", "log_step_count_steps", "rnn_units", "rnn_layers",
                     "beam_width", "num_beam_paths"):
             require(getattr(self, key) >= 1, key, "must be >= 1")
         for key in ("train_steps", "eval_steps", "learning_decay_steps", "warmup_steps", "eval_throttle_secs",
@@ -212,6 +225,7 @@ class Params:
         require(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
         require(0 < self.batch_norm_momentum < 1, "batch_norm_momentum", "must be in (0, 1)")
         require(self.num_beam_paths <= self.beam_width, "num_beam_paths", "must be <= beam_width")
+        require(all(isinstance(u, str) for u in self.alphabet_units), "alphabet_units", "must be a list of strings")
         require(len(set(self.alphabet_units)) == len(self.alphabet_units), "alphabet_units", "units must be unique")
 
     # --- derived values ----------------------------------------------------------------------
@@ -274,8 +288,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
                 raise ValueError("expected a string")
             return value
         if isinstance(default, list):
-            if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+            if isinstance(value, str) and value.strip().startswith("["):
+                value = json.loads(value)
+            elif isinstance(value, str):
+                value = [v for v in value.split(",") if v]
                 if default and isinstance(default[0], int):
                     value = [int(v) for v in value]
             if not isinstance(value, list):

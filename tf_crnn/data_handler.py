@@ -83,11 +83,13 @@ def resolve_image_path(csv_file: str, image_path: str) -> str:
     return posixpath.join(folder, image_path) if "://" in csv_file else os.path.join(folder, image_path)
 
 
-def read_csv_rows(csv_file: str, delimiter: str, problems: Optional[Dict[str, List[str]]] = None) -> List[Row]:
+def read_csv_rows(csv_file: str, delimiter: str, problems: Optional[Dict[str, List[str]]] = None,
+                  labels_optional: bool = False) -> List[Row]:
     """The rows of one CSV file.
 
     A malformed row raises :class:`DataError`, or, when ``problems`` is given, is recorded there under
-    its problem and left out. Blank lines are not rows.
+    its problem and left out. Blank lines are not rows. With ``labels_optional`` (prediction), a row
+    may be just an image path; its label is then "".
     """
     if not tf.io.gfile.exists(csv_file):
         raise DataError(f"{csv_file}: CSV file not found")
@@ -107,13 +109,15 @@ def read_csv_rows(csv_file: str, delimiter: str, problems: Optional[Dict[str, Li
             if number == 1 and line.startswith("\ufeff"):
                 line = line[1:]
             fields = line.split(delimiter)
+            if labels_optional and len(fields) == 1:
+                fields.append("")
             if len(fields) < 2:
                 problem = f"no {delimiter!r} delimiter between image path and label"
             elif len(fields) > 2:
                 problem = f"{len(fields)} fields where 2 are expected (image path{delimiter}label)"
             elif not fields[0].strip():
                 problem = "empty image path"
-            elif not fields[1]:
+            elif not fields[1] and not labels_optional:
                 problem = "empty label"
         if problem:
             where = f"{csv_file}, row {number}"
@@ -226,9 +230,13 @@ def _load_samples_cached(csv_files: Tuple[str, ...], versions: Tuple[Tuple[int, 
     skipped: Dict[str, List[str]] = {}
     rows: List[Row] = []
     for csv_file in csv_files:
-        file_rows = read_csv_rows(csv_file, params.csv_delimiter, skipped if skip else None)
-        if not file_rows and not skipped:
+        # Per file, so that an empty file is refused even after another file's rows were skipped.
+        file_problems: Optional[Dict[str, List[str]]] = {} if skip else None
+        file_rows = read_csv_rows(csv_file, params.csv_delimiter, file_problems)
+        if not file_rows and not file_problems:
             raise DataError(f"{csv_file}: CSV file has no rows")
+        for problem, where in (file_problems or {}).items():
+            skipped.setdefault(problem, []).extend(where)
         rows.extend(file_rows)
     if not rows:
         raise DataError(f"{', '.join(csv_files)}: no usable rows\n" + Samples([], skipped).report())
@@ -245,7 +253,7 @@ def _load_samples_cached(csv_files: Tuple[str, ...], versions: Tuple[Tuple[int, 
             raise DataError(f"{len(unknown)} label unit(s) are not in the alphabet "
                             f"({len(alphabet)} units):\n{details}")
         bad = {w for where in unknown.values() for w in where}
-        skipped["label unit not in the alphabet"] = sorted(bad)
+        skipped["label unit not in the alphabet"] = [row.where for row in rows if row.where in bad]  # file order: the report lists the first
         rows = [row for row in rows if row.where not in bad]
 
     sizes = _image_sizes([row.image_path for row in rows], params.input_channels)
@@ -276,23 +284,32 @@ def _load_samples_cached(csv_files: Tuple[str, ...], versions: Tuple[Tuple[int, 
 # ----------------------------------------------------------------------------------------------
 def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
     """Encoded PNG/JPEG/BMP/GIF bytes -> uint8 [h, w, channels] (first frame of a GIF)."""
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    if channels == 1:
-        image = tf.image.rgb_to_grayscale(image)
-    return image
+    return to_model_channels(tf.io.decode_image(contents, channels=3, expand_animations=False), channels)
+
+
+def to_model_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """uint8 [h, w] or [h, w, 1|3|4] -> [h, w, channels]: alpha dropped, gray via the RGB conversion."""
+    image = tf.convert_to_tensor(image, tf.uint8)
+    if image.shape.rank == 2:
+        image = image[..., tf.newaxis]
+    if image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    return tf.image.rgb_to_grayscale(image) if channels == 1 else image
 
 
 def preprocess_image(image: tf.Tensor, params: Params, training: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
-    """uint8 [h, w, C] -> (float32 [H, W, C] in [0, 1], its width before padding).
+    """uint8 [h, w, C] -> (float32 [H, W, C], pixels / 255 in [0, 1]; its width before padding).
 
     Resize to height H keeping the aspect ratio (squeezed to W if wider), augment when ``training``
-    and ``params.data_augmentation``, right-pad with 0 to width W.
+    and ``params.data_augmentation``, right-pad with 0 to width W. The resize reads the uint8 pixels
+    directly, so a huge input never exists as a float copy.
     """
     target_height, target_width = params.input_shape
-    image = tf.image.convert_image_dtype(image, tf.float32)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     new_width = tf.clip_by_value((width * target_height + height // 2) // tf.maximum(height, 1), 1, target_width)
-    image = tf.image.resize(image, [target_height, new_width], method="bilinear", antialias=True)
+    image = tf.image.resize(image, [target_height, new_width], method="bilinear", antialias=True) / 255.0
     if training and params.data_augmentation:
         image = augment(image, params)
     image = tf.clip_by_value(image, 0.0, 1.0)
@@ -329,9 +346,10 @@ def _random_geometry(image: tf.Tensor, params: Params) -> tf.Tensor:
     angle = tf.random.uniform([], -1.0, 1.0) * params.aug_rotation_max_degrees * math.pi / 180
     shear = tf.random.uniform([], -params.aug_shear_max, params.aug_shear_max)
     left, right, top, bottom = tf.unstack(tf.random.uniform([4], 0, params.aug_padding_max) * height)
-    # Output -> input mapping: undo the margins (scale + shift), then rotate and shear about the centre.
-    scale_x, scale_y = width / (width - left - right), height / (height - top - bottom)
-    margins = tf.stack([[scale_x, 0, -left * scale_x], [0, scale_y, -top * scale_y], [0, 0, 1]])
+    # Output -> input mapping: the margins are added around the image, which is then scaled back to its
+    # size (so the content keeps a positive size however large the margins); then rotate and shear.
+    scale_x, scale_y = (width + left + right) / width, (height + top + bottom) / height
+    margins = tf.stack([[scale_x, 0, -left], [0, scale_y, -top], [0, 0, 1]])
     cx, cy = width / 2, height / 2
     cos, sin = tf.cos(angle), tf.sin(angle)
     rotate_shear = tf.stack([[cos, -sin + shear, cx - cos * cx - (-sin + shear) * cy],
@@ -368,11 +386,9 @@ def input_fn(csv_files: Sequence[str], params: Params, mode: str,
                                   reshuffle_each_iteration=True)
         dataset = dataset.repeat(num_epochs)
 
-    encode = alphabet.tf_encoder()
-
     def load(path, label):
         image, width = preprocess_image(decode_image(tf.io.read_file(path), params.input_channels), params, training)
-        codes = encode(label[tf.newaxis])[0]
+        codes = alphabet.tf_encode(label[tf.newaxis])[0]
         return {"images": image, "images_widths": width, "filenames": path}, codes
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
@@ -393,13 +409,36 @@ def dense_codes_to_sparse(codes: tf.Tensor) -> tf.SparseTensor:
 # ----------------------------------------------------------------------------------------------
 # Serving
 # ----------------------------------------------------------------------------------------------
-def serving_input_receiver_fn(params: Params) -> tf.estimator.export.ServingInputReceiver:
-    """Receiver for encoded image bytes, string [batch]: the shape TF Serving's REST API sends."""
-    image_bytes = tf.compat.v1.placeholder(tf.string, [None], name="image_bytes")
+@dataclass
+class ServingInputs:
+    """The graph a SavedModel serves from: three ways in, one set of features out.
 
-    def load(contents):
-        return preprocess_image(decode_image(contents, params.input_channels), params)
+    ``filenames`` are read into ``image_bytes``, which are decoded and preprocessed into ``images``
+    and ``images_widths``; each is a placeholder with a default, so feeding any of them skips what
+    comes before it. Every way in goes through :func:`preprocess_image`, like training.
+    """
+    filenames: tf.Tensor
+    image_bytes: tf.Tensor
+    images: tf.Tensor
+    images_widths: tf.Tensor
+
+    @property
+    def features(self) -> Dict[str, tf.Tensor]:
+        return {"images": self.images, "images_widths": self.images_widths,
+                "filenames": tf.fill(tf.shape(self.images_widths), "")}
+
+
+def serving_inputs(params: Params) -> ServingInputs:
+    """Builds :class:`ServingInputs` in the default graph."""
+    filenames = tf.compat.v1.placeholder_with_default(tf.constant([], tf.string), [None], name="filenames")
+    contents = tf.map_fn(tf.io.read_file, filenames, fn_output_signature=tf.string)
+    image_bytes = tf.compat.v1.placeholder_with_default(contents, [None], name="image_bytes")
+
+    def load(encoded):
+        return preprocess_image(decode_image(encoded, params.input_channels), params)
 
     images, widths = tf.map_fn(load, image_bytes, fn_output_signature=(tf.float32, tf.int32))
-    features = {"images": images, "images_widths": widths, "filenames": tf.fill(tf.shape(image_bytes), "")}
-    return tf.estimator.export.ServingInputReceiver(features, {"image_bytes": image_bytes})
+    height, width = params.input_shape
+    images = tf.compat.v1.placeholder_with_default(images, [None, height, width, params.input_channels], name="images")
+    widths = tf.compat.v1.placeholder_with_default(widths, [None], name="images_widths")
+    return ServingInputs(filenames, image_bytes, images, widths)

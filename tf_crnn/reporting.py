@@ -28,11 +28,11 @@ def format_eval_table(results: Dict[str, float]) -> str:
 class ProgressHook(tf.estimator.SessionRunHook):
     """A tqdm bar over training steps, and a line with loss and steps/s every ``every_steps`` steps."""
 
-    def __init__(self, max_steps: int, every_steps: int, batch_size: int, stream=sys.stderr):
+    def __init__(self, max_steps: int, every_steps: int, batch_size: int, stream=None):
         self._max_steps = max_steps
         self._every_steps = every_steps
         self._batch_size = batch_size
-        self._stream = stream
+        self._stream = stream or sys.stderr
         self._bar: Optional[tqdm] = None
         self.first_step: Optional[int] = None
         self.last_step = 0
@@ -79,8 +79,8 @@ class EvalReporter(tf.estimator.Exporter):
     It exports nothing.
     """
 
-    def __init__(self, stream=sys.stderr):
-        self._stream = stream
+    def __init__(self, stream=None):
+        self._stream = stream or sys.stderr
         self.latest: Dict[str, float] = {}
 
     @property

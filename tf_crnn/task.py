@@ -22,13 +22,13 @@ import tensorflow as tf
 
 from tf_crnn import data_handler, demo, model, visualize
 from tf_crnn.config import Params, ParamsError, check_resumable
+from tf_crnn.export_model import PARAMS_FILE, ServingExporter
 from tf_crnn.reporting import EvalReporter, ProgressHook, format_eval_table
 
 logger = logging.getLogger("tf_crnn")
 
 DEMO_JOB_DIR = os.path.join("runs", "demo")
 DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "demo.json")
-PARAMS_FILE = "params.json"
 # Evaluation images shown in samples.png.
 SAMPLES_SHOWN = 16
 # Flag names kept from older tools and cloud conventions, as aliases of Params settings.
@@ -156,18 +156,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     estimator = build_estimator(params, job_dir)
     progress = ProgressHook(params.train_steps, params.log_step_count_steps, params.train_batch_size)
     reporter = EvalReporter()
+    latest_exporter = ServingExporter("latest", params, keep=params.exports_to_keep)
+    best_exporter = ServingExporter("best", params, keep=params.best_exports_to_keep, best_only=True)
     train_spec = tf.estimator.TrainSpec(
         lambda: data_handler.input_fn(train_csv, params, data_handler.TRAIN), max_steps=params.train_steps,
         hooks=[progress])
     eval_spec = tf.estimator.EvalSpec(
         lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL), steps=params.eval_steps or None,
-        exporters=[reporter], throttle_secs=params.eval_throttle_secs, start_delay_secs=params.eval_start_delay_secs)
+        exporters=[reporter, latest_exporter, best_exporter], throttle_secs=params.eval_throttle_secs, start_delay_secs=params.eval_start_delay_secs)
     start = time.time()
     tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     wall_seconds = time.time() - start
 
-    export_path = estimator.export_saved_model(
-        os.path.join(job_dir, "export", "final"), lambda: data_handler.serving_input_receiver_fn(params)).decode()
     samples_path = os.path.join(job_dir, "samples.png")
     write_samples(estimator, eval_csv, params, samples_path)
 
@@ -178,7 +178,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nfinished: global step {estimator.get_variable_value('global_step')}, {trained_steps} steps trained in "
           f"{wall_seconds:.0f} s wall time ({images_per_second:.0f} training images/s)\n"
           f"{format_eval_table(results)}\n"
-          f"model exported to {export_path}\nsamples: {samples_path}", flush=True)
+          f"model exported to {latest_exporter.last_export_path} (best CER: {best_exporter.last_export_path})\n"
+          f"samples: {samples_path}", flush=True)
     return 0
 
 

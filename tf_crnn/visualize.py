@@ -43,9 +43,9 @@ def samples_grid(images: Sequence[np.ndarray], predictions: Sequence[str], truth
     """A grid of :func:`captioned` pictures, ``columns`` wide, as one uint8 BGR image."""
     width = max(image.shape[1] for image in images)
     tiles = [captioned(image, p, t, width) for image, p, t in zip(images, predictions, truths)]
-    width = max(tile.shape[1] for tile in tiles)
-    tiles = [cv2.copyMakeBorder(t, 4, 4, 4, 4 + width - t.shape[1], cv2.BORDER_CONSTANT, value=(200, 200, 200))
-             for t in tiles]
+    height, width = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
+    tiles = [cv2.copyMakeBorder(t, 4, 4 + height - t.shape[0], 4, 4 + width - t.shape[1], cv2.BORDER_CONSTANT,
+                                value=(200, 200, 200)) for t in tiles]
     blank = np.full_like(tiles[0], 200)
     tiles += [blank] * (-len(tiles) % columns)
     rows = [np.concatenate(tiles[i:i + columns], axis=1) for i in range(0, len(tiles), columns)]

@@ -1,0 +1,94 @@
+"""``python -m tf_crnn.task`` end to end on tiny data: train, evaluate, export, resume, refuse."""
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+import tensorflow as tf
+
+from tf_crnn import task
+from tf_crnn.demo import generate_demo_dataset
+
+TINY_FLAGS = ["--param", "conv_filters=[8,8,16,16,16,16,16]", "--rnn_units", "16", "--train_batch_size", "8",
+              "--eval_batch_size", "16", "--save_interval", "10", "--eval_throttle_secs", "0",
+              "--log_step_count_steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return generate_demo_dataset(str(tmp_path_factory.mktemp("data")), num_train=48, num_eval=16, seed=5,
+                                 progress=False)
+
+
+def run_task(job_dir, data, *extra):
+    train_csv, eval_csv = data
+    return task.main(["--job-dir", str(job_dir), "--train-csv", train_csv, "--eval-csv", eval_csv,
+                      *TINY_FLAGS, *extra])
+
+
+def test_train_evaluate_export_then_resume(data, tmp_path, capsys):
+    job_dir = tmp_path / "job"
+    assert run_task(job_dir, data, "--train-steps", "20", "--learning_rate=0.003", "--some-cloud-flag=1") == 0
+    out = capsys.readouterr()
+    assert "finished: global step 20" in out.out
+    assert "ignoring unknown arguments: --some-cloud-flag=1" in out.err
+    assert "word acc." in out.err  # evaluation table
+
+    saved = json.loads((job_dir / "params.json").read_text())
+    assert saved["learning_rate"] == 0.003 and saved["rnn_units"] == 16 and saved["train_steps"] == 20
+    assert len(saved["alphabet_units"]) > 10
+    assert tf.train.latest_checkpoint(str(job_dir)).endswith("model.ckpt-20")
+    exports = tf.io.gfile.glob(str(job_dir / "export" / "latest" / "*" / "saved_model.pb"))
+    assert len(exports) >= 1
+    assert tf.io.gfile.glob(str(job_dir / "export" / "best" / "*" / "saved_model.pb"))
+    assert (job_dir / "samples.png").stat().st_size > 1000
+    assert tf.io.gfile.glob(str(job_dir / "eval" / "events.out.tfevents.*"))
+
+    assert run_task(job_dir, data, "--train-steps", "30") == 0
+    assert "finished: global step 30, 10 steps trained" in capsys.readouterr().out
+    assert tf.train.latest_checkpoint(str(job_dir)).endswith("model.ckpt-30")
+
+
+def test_resume_with_an_other_network_is_refused(data, tmp_path, capsys):
+    job_dir = tmp_path / "job"
+    assert run_task(job_dir, data, "--train-steps", "2") == 0
+    capsys.readouterr()
+    assert run_task(job_dir, data, "--train-steps", "4", "--rnn_units", "32") == 2
+    err = capsys.readouterr().err
+    assert "rnn_units: saved 16, now 32" in err and "--job-dir" in err
+    assert tf.train.latest_checkpoint(str(job_dir)).endswith("model.ckpt-2")
+
+
+def test_epochs_set_the_step_target(data, tmp_path, capsys):
+    assert run_task(tmp_path / "job", data, "--num-epochs", "1") == 0
+    # 48 training rows (less any too long for their image) at batch 8: at most 6 steps.
+    saved = json.loads((tmp_path / "job" / "params.json").read_text())
+    assert 1 <= saved["train_steps"] <= 6
+    assert f"finished: global step {saved['train_steps']}" in capsys.readouterr().out
+
+
+def test_job_dir_comes_from_aip_model_dir(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIP_MODEL_DIR", str(tmp_path / "aip"))
+    train_csv, eval_csv = data
+    assert task.main(["--train-csv", train_csv, "--eval-csv", eval_csv, *TINY_FLAGS, "--train-steps", "1"]) == 0
+    assert (tmp_path / "aip" / "params.json").exists()
+
+
+def test_bad_settings_are_reported_not_raised(data, tmp_path, capsys):
+    assert run_task(tmp_path / "job", data, "--optimizer", "sgd") == 2
+    assert "optimizer: must be one of adam, adadelta, rmsprop, momentum" in capsys.readouterr().err
+    assert run_task(tmp_path / "job", data, "--param", "no_such_setting=1") == 2
+    assert "Unknown setting(s) no_such_setting" in capsys.readouterr().err
+
+
+def test_help_explains_the_arguments():
+    result = subprocess.run([sys.executable, "-m", "tf_crnn.task", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    for flag in ("--job-dir", "--train-csv", "--eval-csv", "--config", "--param", "--train-steps", "--num-epochs",
+                 "--eval-steps", "--eval-interval", "--verbosity", "--learning_rate"):
+        assert flag in result.stdout
+    assert "Initial learning rate" in result.stdout

@@ -1,0 +1,173 @@
+"""``python -m tf_crnn.export_model``: a servable SavedModel from a job directory's checkpoint.
+
+The SavedModel has three signatures, all fed through the training preprocessing
+(``data_handler.serving_inputs``):
+
+- ``serving_default``: ``image_bytes``, string [batch] of encoded PNG/JPEG/BMP/GIF (TF Serving's
+  REST API and Vertex AI send these as ``{"b64": ...}``);
+- ``images``: ``images`` float32 [batch, H, W, C] already preprocessed, and ``images_widths`` int32 [batch];
+- ``filenames``: ``filenames``, string [batch] of paths read inside the graph (any gfile scheme).
+
+Each returns, batch-major: ``words`` [B], ``top_words`` [B, K], ``scores`` [B, K] (log-probabilities),
+``codes`` [B, T] (padded with -1) and ``sequence_lengths`` [B].
+
+We build the signatures ourselves instead of through ``Estimator.export_saved_model``, whose extra
+receivers would be named ``images:serving_default`` and which cannot give them outputs of their own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+
+from tf_crnn import data_handler, model
+from tf_crnn.config import Params
+
+PARAMS_FILE = "params.json"
+EVAL_RESULT_FILE = "eval_result.json"
+EXPORT_DIR = "export"
+SERVING_OUTPUTS = ("words", "top_words", "scores", "codes", "sequence_lengths")
+
+
+class ExportError(RuntimeError):
+    """The export cannot be made; the message says why."""
+
+
+def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: str) -> str:
+    """Writes a SavedModel of ``checkpoint_path`` into ``export_dir_base/<timestamp>`` and returns that path.
+
+    The model is written into a temporary folder and renamed only when complete, so a server that
+    watches ``export_dir_base`` never sees half a model.
+    """
+    tf.io.gfile.makedirs(export_dir_base)
+    timestamp = int(time.time())
+    while tf.io.gfile.exists(os.path.join(export_dir_base, str(timestamp))):
+        timestamp += 1
+    final_dir = os.path.join(export_dir_base, str(timestamp))
+    temp_dir = os.path.join(export_dir_base, f"temp-{timestamp}")
+    try:
+        with tf.Graph().as_default() as graph:
+            inputs = data_handler.serving_inputs(params)
+            spec = model.crnn_fn(inputs.features, None, tf.estimator.ModeKeys.PREDICT, params, config=None)
+            outputs = {key: spec.predictions[key] for key in SERVING_OUTPUTS}
+
+            def signature(**tensors):
+                return tf.compat.v1.saved_model.predict_signature_def(tensors, outputs)
+
+            signatures = {
+                tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: signature(image_bytes=inputs.image_bytes),
+                "images": signature(images=inputs.images, images_widths=inputs.images_widths),
+                "filenames": signature(filenames=inputs.filenames),
+            }
+            with tf.compat.v1.Session(graph=graph) as session:
+                tf.compat.v1.train.Saver().restore(session, checkpoint_path)
+                builder = tf.compat.v1.saved_model.Builder(temp_dir)
+                builder.add_meta_graph_and_variables(
+                    session, [tf.saved_model.SERVING], signature_def_map=signatures,
+                    main_op=tf.compat.v1.tables_initializer(), strip_default_attrs=True)
+                builder.save()
+        tf.io.gfile.makedirs(os.path.join(temp_dir, "assets.extra"))
+        with tf.io.gfile.GFile(os.path.join(temp_dir, "assets.extra", PARAMS_FILE), "w") as f:
+            f.write(params.to_json_string())
+        tf.io.gfile.rename(temp_dir, final_dir)
+    except BaseException:
+        if tf.io.gfile.exists(temp_dir):
+            tf.io.gfile.rmtree(temp_dir)
+        raise
+    return final_dir
+
+
+class ServingExporter(tf.estimator.Exporter):
+    """Exports a SavedModel after evaluations, so a job directory always holds a servable model.
+
+    ``best_only=False`` keeps the ``keep`` newest exports; ``best_only=True`` exports only when the
+    evaluation CER beats every kept export (the CER is stored beside each export, so this survives
+    restarts) and keeps the ``keep`` best.
+    """
+
+    def __init__(self, name: str, params: Params, keep: int, best_only: bool = False):
+        self._name, self._params, self._keep, self._best_only = name, params, keep, best_only
+        self.last_export_path: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        kept = _exports_with_cer(export_path)
+        cer = float(eval_result["cer"])
+        if self._best_only and kept and cer >= min(c for _, c in kept):
+            return None
+        path = export_saved_model(checkpoint_path, self._params, export_path)
+        with tf.io.gfile.GFile(os.path.join(path, "assets.extra", EVAL_RESULT_FILE), "w") as f:
+            f.write(json.dumps({k: float(v) for k, v in eval_result.items()}) + "\n")
+        kept.append((path, cer))
+        order = (lambda item: item[1]) if self._best_only else (lambda item: -int(os.path.basename(item[0])))
+        for stale, _ in sorted(kept, key=order)[self._keep:]:
+            tf.io.gfile.rmtree(stale)
+        self.last_export_path = path
+        return path
+
+
+def _exports_with_cer(export_base: str) -> List[Tuple[str, float]]:
+    """(path, evaluation CER) of the finished exports in ``export_base``."""
+    if not tf.io.gfile.isdir(export_base):
+        return []
+    exports = []
+    for name in tf.io.gfile.listdir(export_base):
+        name = name.rstrip("/")
+        result_file = os.path.join(export_base, name, "assets.extra", EVAL_RESULT_FILE)
+        if name.isdigit() and tf.io.gfile.exists(result_file):
+            with tf.io.gfile.GFile(result_file) as f:
+                exports.append((os.path.join(export_base, name), float(json.load(f)["cer"])))
+    return exports
+
+
+def load_job_params(job_dir: str) -> Params:
+    path = os.path.join(job_dir, PARAMS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ExportError(f"{path} not found: is {job_dir} a tf_crnn job directory?")
+    return Params.from_json(path)
+
+
+def resolve_checkpoint(job_dir: str, checkpoint: Optional[str]) -> str:
+    """``checkpoint`` (a path, or a name inside ``job_dir``), or the job directory's latest one."""
+    if checkpoint:
+        for candidate in (checkpoint, os.path.join(job_dir, checkpoint)):
+            if tf.io.gfile.exists(candidate + ".index"):
+                return candidate
+        raise ExportError(f"checkpoint {checkpoint} not found (looked for {checkpoint}.index in {job_dir} too)")
+    latest = tf.train.latest_checkpoint(job_dir)
+    if latest is None:
+        raise ExportError(f"no checkpoint in {job_dir}")
+    return latest
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tf_crnn.export_model", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--job-dir", required=True, help="Job directory written by tf_crnn.task.")
+    parser.add_argument("--checkpoint", default=None,
+                        help="Checkpoint path or name (e.g. model.ckpt-2000); default: the latest.")
+    parser.add_argument("--export-dir", default=None,
+                        help="Folder that receives the timestamped SavedModel; default: JOB_DIR/export/manual.")
+    args = parser.parse_args(argv)
+    try:
+        params = load_job_params(args.job_dir)
+        checkpoint = resolve_checkpoint(args.job_dir, args.checkpoint)
+    except (ExportError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    export_dir = args.export_dir or os.path.join(args.job_dir, EXPORT_DIR, "manual")
+    path = export_saved_model(checkpoint, params, export_dir)
+    print(f"exported {checkpoint} to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
