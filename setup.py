@@ -28,7 +28,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout"],
+        "test": ["pytest>=7", "pytest-timeout", "pyyaml>=5.1"],
         "gpu": ["tensorflow[and-cuda]>=2.15,<2.16"],
     },
     entry_points={

@@ -33,7 +33,7 @@ def test_train_evaluate_export_then_resume(data, tmp_path, capsys):
     job_dir = tmp_path / "job"
     assert run_task(job_dir, data, "--train-steps", "20", "--learning_rate=0.003", "--some-cloud-flag=1") == 0
     out = capsys.readouterr()
-    assert "finished: global step 20" in out.out
+    assert "finished: global step 20" in out.out and "export/latest" in out.out
     assert "ignoring unknown arguments: --some-cloud-flag=1" in out.err
     assert "word acc." in out.err  # evaluation table
 

@@ -96,6 +96,9 @@ class Params:
     exports_to_keep: int = _doc(3, "SavedModels kept in JOB_DIR/export/latest (one after each evaluation).")
     best_exports_to_keep: int = _doc(1, "SavedModels with the lowest evaluation CER kept in JOB_DIR/export/best.")
     random_seed: int = _doc(42, "Graph-level random seed.")
+    # --- distribution --------------------------------------------------------------------------
+    distribution: str = _doc("none", "none (one device, or TF_CONFIG between-graph replication), mirrored (several GPUs of one machine), multi_worker_mirrored or parameter_server (several machines through TF_CONFIG).")
+    mirrored_devices: List[str] = _doc([], "Devices for 'mirrored', e.g. [\"/gpu:0\", \"/gpu:1\"] (empty: every GPU, else the CPU).")
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -168,13 +171,7 @@ class Params:
 
     def with_key_values(self, pairs: Iterable[str]) -> "Params":
         """Applies ``key=value`` strings (``--param`` on the command line)."""
-        overrides = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                raise ParamsError(f"Expected key=value, got {pair!r}")
-            overrides[key.strip()] = value
-        return self.with_overrides(overrides, source="--param")
+        return self.with_overrides(parse_key_values(pairs), source="--param")
 
     # --- validation --------------------------------------------------------------------------
     def validate(self) -> None:
@@ -214,6 +211,9 @@ class Params:
         require(self.n_epochs >= 0, "n_epochs", "must be >= 0")
         require(self.train_steps > 0 or self.n_epochs > 0, "train_steps", "set train_steps or n_epochs")
         require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        require(self.distribution in DISTRIBUTIONS, "distribution", f"must be one of {', '.join(DISTRIBUTIONS)}")
+        require(not self.mirrored_devices or self.distribution == "mirrored", "mirrored_devices",
+                "only applies with distribution='mirrored'")
         require(self.learning_rate > 0, "learning_rate", "must be > 0")
         require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
@@ -262,6 +262,17 @@ class Params:
         return max(1, math.ceil(self.n_epochs * num_samples / self.train_batch_size))
 
 
+def parse_key_values(pairs: Iterable[str]) -> Dict[str, str]:
+    """``["key=value", ...]`` -> {key: value}; the values stay strings until Params converts them."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ParamsError(f"Expected key=value, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Converts ``value`` (JSON or command-line string) to the type of ``default``; errors name the key."""
     try:
@@ -276,6 +287,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if isinstance(default, int):
             if isinstance(value, bool):
                 raise ValueError("expected an integer")
+            if isinstance(value, str):
+                # Hyperparameter-tuning services pass whole numbers as "128.0".
+                value = float(value) if any(c in value for c in ".eE") else int(value)
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError("expected an integer")
             return int(value)

@@ -282,9 +282,57 @@ def _load_samples_cached(csv_files: Tuple[str, ...], versions: Tuple[Tuple[int, 
 # ----------------------------------------------------------------------------------------------
 # The one preprocessing path (training, evaluation, serving)
 # ----------------------------------------------------------------------------------------------
+# The most pixels (height x width) decode_image accepts. Decoding and the conversion to gray take
+# about 19 bytes per pixel, so without a bound one 20000 x 20000 upload costs a server 7 GB; at the
+# bound an image costs 0.75 GB. A 600-dpi A4 page scan has 35 million pixels; a text line rarely 5.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
 def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
-    """Encoded PNG/JPEG/BMP/GIF bytes -> uint8 [h, w, channels] (first frame of a GIF)."""
-    return to_model_channels(tf.io.decode_image(contents, channels=3, expand_animations=False), channels)
+    """Encoded PNG/JPEG/BMP/GIF bytes -> uint8 [h, w, channels] (first frame of a GIF).
+
+    An image of more than ``MAX_IMAGE_PIXELS`` is refused with InvalidArgumentError before its pixels
+    are decoded (its size is read from the file header).
+    """
+    height, width = encoded_image_size(contents)
+    small_enough = tf.debugging.Assert(height * width <= MAX_IMAGE_PIXELS, [tf.strings.format(
+        f"image of {{}} x {{}} pixels: more than the {MAX_IMAGE_PIXELS} pixels tf_crnn decodes", [height, width])])
+    with tf.control_dependencies([small_enough]):
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    return to_model_channels(image, channels)
+
+
+def encoded_image_size(contents: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """int64 (height, width) from the header of encoded PNG/JPEG/BMP/GIF bytes, without decoding them.
+
+    (0, 0) for anything else: ``tf.io.decode_image`` then names the problem. The header fields are
+    the ones TensorFlow's decoders read (for a GIF, the logical screen size).
+    """
+    padded = tf.strings.join([tf.strings.substr(contents, 0, 26), b"\0" * 26])
+    header = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, 26), tf.uint8), tf.int64)
+
+    def number(start, size, little_endian=False):
+        value = tf.constant(0, tf.int64)
+        for i in reversed(range(size)) if little_endian else range(size):
+            value = value * 256 + header[start + i]
+        return value
+
+    def starts_with(magic):
+        # tf.equal, not ==: in a graph (the Estimator's, a SavedModel's) Tensor == compares identity.
+        return tf.reduce_all(tf.equal(header[:len(magic)], list(magic)))
+
+    def int32(value):
+        return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
+
+    size = tf.cond(starts_with(b"\xff\xd8"), lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[:2], tf.int64),
+                   lambda: tf.zeros([2], tf.int64))
+    for magic, height, width in [
+            (b"\x89PNG", number(20, 4), number(16, 4)),
+            (b"GIF8", number(8, 2, little_endian=True), number(6, 2, little_endian=True)),
+            # BMP sizes are signed: a negative height means rows stored top-down.
+            (b"BM", tf.abs(int32(number(22, 4, little_endian=True))), tf.abs(int32(number(18, 4, little_endian=True))))]:
+        size = tf.where(starts_with(magic), tf.stack([height, width]), size)
+    return size[0], size[1]
 
 
 def to_model_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
@@ -365,12 +413,16 @@ def _random_geometry(image: tf.Tensor, params: Params) -> tf.Tensor:
 # ----------------------------------------------------------------------------------------------
 # input_fn
 # ----------------------------------------------------------------------------------------------
-def input_fn(csv_files: Sequence[str], params: Params, mode: str,
-             batch_size: Optional[int] = None, num_epochs: Optional[int] = None) -> tf.data.Dataset:
+def input_fn(csv_files: Sequence[str], params: Params, mode: str, batch_size: Optional[int] = None,
+             num_epochs: Optional[int] = None,
+             input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
     """A dataset of (features, labels) batches for ``mode`` (see the module docstring).
 
     TRAIN shuffles (afresh every epoch), augments and repeats ``num_epochs`` times (forever when None);
-    EVAL reads each sample once, in order. ``batch_size`` defaults to the mode's Params batch size.
+    EVAL reads each sample once, in order. ``batch_size`` is global and defaults to the mode's Params
+    batch size. Under a distribution strategy the Estimator passes ``input_context``: each input
+    pipeline then reads its own shard and batches ``batch_size / replicas`` images, because the
+    Estimator expects per-replica batches.
     """
     samples = load_samples(csv_files, params)
     alphabet = Alphabet.from_params(params)
@@ -381,6 +433,9 @@ def input_fn(csv_files: Sequence[str], params: Params, mode: str,
     labels = [row.label for row in samples.rows]
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         dataset = dataset.shuffle(min(len(paths), params.shuffle_buffer_size), seed=params.random_seed,
                                   reshuffle_each_iteration=True)

@@ -8,6 +8,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 from tqdm import tqdm
 
+from tf_crnn import cloud
 from tf_crnn.model import LOSS_TENSOR_NAME
 
 # Evaluation results shown in the table, in this order, with their display names.
@@ -34,8 +35,8 @@ class ProgressHook(tf.estimator.SessionRunHook):
         self._batch_size = batch_size
         self._stream = stream or sys.stderr
         self._bar: Optional[tqdm] = None
-        self.first_step: Optional[int] = None
         self.last_step = 0
+        self.local_steps = 0  # training steps this process ran (others may run more in a cluster)
         self.train_seconds = 0.0
 
     def begin(self):
@@ -44,8 +45,6 @@ class ProgressHook(tf.estimator.SessionRunHook):
 
     def after_create_session(self, session, coord):
         step = int(session.run(self._global_step))
-        if self.first_step is None:
-            self.first_step = step
         self.last_step = step
         self._bar = tqdm(total=self._max_steps, initial=step, desc="training", unit="step", file=self._stream,
                          dynamic_ncols=True, leave=False, mininterval=1.0)
@@ -57,6 +56,7 @@ class ProgressHook(tf.estimator.SessionRunHook):
 
     def after_run(self, run_context, run_values):
         step = int(run_values.results["step"]) + 1
+        self.local_steps += 1
         self._bar.update(step - self.last_step)
         self.last_step = step
         if step - self._window_step >= self._every_steps:
@@ -73,7 +73,8 @@ class ProgressHook(tf.estimator.SessionRunHook):
 
 
 class EvalReporter(tf.estimator.Exporter):
-    """Prints each evaluation's results as a short table and keeps the latest ones.
+    """Prints each evaluation's results as a short table, keeps the latest ones and reports the CER
+    to a hyperparameter-tuning service when it runs the job.
 
     An Exporter, because ``train_and_evaluate`` hands every evaluation's results to its exporters.
     It exports nothing.
@@ -90,4 +91,5 @@ class EvalReporter(tf.estimator.Exporter):
     def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
         self.latest = {k: (int(v) if k == "global_step" else float(v)) for k, v in eval_result.items()}
         print("evaluation:\n" + format_eval_table(self.latest), file=self._stream, flush=True)
+        cloud.report_hyperparameter_metric("cer", self.latest["cer"], self.latest["global_step"])
         return None

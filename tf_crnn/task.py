@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -20,8 +21,8 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from tf_crnn import data_handler, demo, model, visualize
-from tf_crnn.config import Params, ParamsError, check_resumable
+from tf_crnn import cloud, data_handler, demo, model, visualize
+from tf_crnn.config import Params, ParamsError, check_resumable, parse_key_values
 from tf_crnn.export_model import PARAMS_FILE, ServingExporter
 from tf_crnn.reporting import EvalReporter, ProgressHook, format_eval_table
 
@@ -68,12 +69,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def params_from_args(args: argparse.Namespace, base: Params) -> Params:
-    flags = {key.split(".", 1)[1]: value for key, value in vars(args).items() if key.startswith("setting.")}
-    return base.with_key_values(args.param).with_overrides(flags, source="command-line flags")
+    """``base`` with --param pairs, then the per-setting flags, applied (and validated) together."""
+    overrides = parse_key_values(args.param)
+    overrides.update({key.split(".", 1)[1]: value for key, value in vars(args).items() if key.startswith("setting.")})
+    return base.with_overrides(overrides, source="the command line")
 
 
-def build_run_config(params: Params, job_dir: str) -> tf.estimator.RunConfig:
-    """The RunConfig the Estimator really uses (tf-crnn built one with ``replace()`` and threw it away)."""
+def read_tf_config() -> dict:
+    """The cluster and task that a cloud service (or you) set in $TF_CONFIG; {} when training alone."""
+    try:
+        return json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError as error:
+        raise ParamsError(f"TF_CONFIG is not valid JSON: {error}") from None
+
+
+def is_chief(tf_config: dict) -> bool:
+    """Whether this process reports and writes the run's files: the chief, or a process training alone.
+
+    Read from TF_CONFIG, because under MultiWorkerMirroredStrategy every worker's RunConfig says chief.
+    """
+    task = tf_config.get("task", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and not tf_config.get("cluster", {}).get("chief")
+
+
+def build_strategy(params: Params, tf_config: dict) -> Optional[tf.distribute.Strategy]:
+    """The distribution strategy ``params.distribution`` asks for, or an error saying why it cannot apply."""
+    cluster = tf_config.get("cluster", {})
+    task_type = tf_config.get("task", {}).get("type")
+    machines = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    if params.distribution == "none":
+        return None
+    if params.distribution == "mirrored":
+        if machines > 1:
+            raise ParamsError("distribution: 'mirrored' uses the GPUs of one machine, but TF_CONFIG names "
+                              f"{machines} training machines; use multi_worker_mirrored or parameter_server")
+        return tf.distribute.MirroredStrategy(devices=params.mirrored_devices or None)
+    if params.distribution == "multi_worker_mirrored" and not machines:
+        raise ParamsError("distribution: 'multi_worker_mirrored' needs TF_CONFIG with a cluster of chief/worker "
+                          "tasks (set by the cloud service, or by you: see the README)")
+    if params.distribution == "parameter_server" and not cluster.get("ps"):
+        raise ParamsError("distribution: 'parameter_server' needs TF_CONFIG with 'ps' tasks")
+    if task_type == "evaluator":
+        # The evaluator evaluates alone; a MultiWorkerMirroredStrategy built there fails (KeyError).
+        return None
+    if params.distribution == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    # TF2's ParameterServerStrategy does not work with Estimator; the compat.v1 one does.
+    return tf.compat.v1.distribute.experimental.ParameterServerStrategy()
+
+
+def build_run_config(params: Params, job_dir: str,
+                     strategy: Optional[tf.distribute.Strategy]) -> tf.estimator.RunConfig:
+    """The RunConfig the Estimator really uses (tf-crnn built one with ``replace()`` and threw it away).
+
+    """
+    session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+    if params.distribution == "mirrored":
+        # Sessions see one CPU unless told otherwise, so mirroring over logical CPUs would hang.
+        session_config.device_count["CPU"] = len(tf.config.list_logical_devices("CPU"))
     return tf.estimator.RunConfig(
         model_dir=job_dir,
         tf_random_seed=params.random_seed,
@@ -81,12 +138,14 @@ def build_run_config(params: Params, job_dir: str) -> tf.estimator.RunConfig:
         keep_checkpoint_max=params.keep_checkpoint_max,
         save_summary_steps=params.save_summary_steps,
         log_step_count_steps=params.log_step_count_steps,
-        session_config=tf.compat.v1.ConfigProto(allow_soft_placement=True),
+        session_config=session_config,
+        train_distribute=strategy,
     )
 
 
-def build_estimator(params: Params, job_dir: str) -> tf.estimator.Estimator:
-    return tf.estimator.Estimator(model.crnn_fn, config=build_run_config(params, job_dir), params=params)
+def build_estimator(params: Params, job_dir: str,
+                    strategy: Optional[tf.distribute.Strategy] = None) -> tf.estimator.Estimator:
+    return tf.estimator.Estimator(model.crnn_fn, config=build_run_config(params, job_dir, strategy), params=params)
 
 
 def configure_logging(verbosity: str) -> None:
@@ -131,54 +190,68 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--eval-csv is required with --train-csv")
     if demo_mode and args.eval_csv:
         parser.error("--eval-csv needs --train-csv")
-    job_dir = resolve_job_dir(args, demo_mode)
+    # Each hyperparameter-tuning trial trains in a folder of its own.
+    job_dir = cloud.trial_job_dir(resolve_job_dir(args, demo_mode))
     tf.io.gfile.makedirs(job_dir)
 
     try:
         if demo_mode:
             logger.info("no --train-csv given: training on the embedded demo data set in %s", job_dir)
-            train_csv, eval_csv = demo.generate_demo_dataset(os.path.join(job_dir, "data"))
-            train_csv, eval_csv = [train_csv], [eval_csv]
+            train_csv, eval_csv = (
+                [path] for path in demo.generate_demo_dataset(os.path.join(job_dir, "data")))
         else:
             train_csv, eval_csv = args.train_csv, args.eval_csv
         params = prepare_params(args, job_dir, train_csv)
+        # Before any TensorFlow op runs: MultiWorkerMirroredStrategy must configure the runtime first.
+        tf_config = read_tf_config()
+        strategy = build_strategy(params, tf_config)
         train_samples = data_handler.load_samples(train_csv, params)
         data_handler.load_samples(eval_csv, params)
         if params.n_epochs:
             params = params.with_overrides({"train_steps": params.steps_for_epochs(len(train_samples.rows))})
+        estimator = build_estimator(params, job_dir, strategy)
     except (ParamsError, ValueError) as error:
         logger.error("%s", error)
         return 2
-    params.to_json(os.path.join(job_dir, PARAMS_FILE))
+    chief = is_chief(tf_config)
+    if chief:
+        params.to_json(os.path.join(job_dir, PARAMS_FILE))
     logger.info("alphabet: %d units; training to step %d; settings saved in %s", len(params.alphabet_units),
                 params.train_steps, os.path.join(job_dir, PARAMS_FILE))
 
-    estimator = build_estimator(params, job_dir)
     progress = ProgressHook(params.train_steps, params.log_step_count_steps, params.train_batch_size)
     reporter = EvalReporter()
     latest_exporter = ServingExporter("latest", params, keep=params.exports_to_keep)
     best_exporter = ServingExporter("best", params, keep=params.best_exports_to_keep, best_only=True)
     train_spec = tf.estimator.TrainSpec(
-        lambda: data_handler.input_fn(train_csv, params, data_handler.TRAIN), max_steps=params.train_steps,
-        hooks=[progress])
+        lambda input_context=None: data_handler.input_fn(train_csv, params, data_handler.TRAIN,
+                                                         input_context=input_context),
+        max_steps=params.train_steps, hooks=[progress])
     eval_spec = tf.estimator.EvalSpec(
         lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL), steps=params.eval_steps or None,
-        exporters=[reporter, latest_exporter, best_exporter], throttle_secs=params.eval_throttle_secs, start_delay_secs=params.eval_start_delay_secs)
+        exporters=[reporter, latest_exporter, best_exporter], throttle_secs=params.eval_throttle_secs,
+        start_delay_secs=params.eval_start_delay_secs)
     start = time.time()
     tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     wall_seconds = time.time() - start
+    if not chief:
+        # Workers and the evaluator are done; the chief reports (a parameter server never gets here).
+        task = tf_config["task"]
+        print(f"{task['type']} {task.get('index', 0)} finished after running "
+              f"{progress.local_steps} training steps", flush=True)
+        return 0
 
     samples_path = os.path.join(job_dir, "samples.png")
     write_samples(estimator, eval_csv, params, samples_path)
-
-    trained_steps = progress.last_step - (progress.first_step or 0)
+    trained_steps = progress.local_steps
     images_per_second = trained_steps * params.train_batch_size / progress.train_seconds if progress.train_seconds else 0
     results = reporter.latest or estimator.evaluate(
         lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL), steps=params.eval_steps or None)
     print(f"\nfinished: global step {estimator.get_variable_value('global_step')}, {trained_steps} steps trained in "
           f"{wall_seconds:.0f} s wall time ({images_per_second:.0f} training images/s)\n"
           f"{format_eval_table(results)}\n"
-          f"model exported to {latest_exporter.last_export_path} (best CER: {best_exporter.last_export_path})\n"
+          f"SavedModels: {os.path.join(job_dir, 'export', 'latest')} (newest), "
+          f"{os.path.join(job_dir, 'export', 'best')} (lowest CER)\n"
           f"samples: {samples_path}", flush=True)
     return 0
 

@@ -1,0 +1,30 @@
+# Training image for Vertex AI custom-container jobs (the containerSpec variant in config_p100.yaml).
+#
+# Vertex AI's prebuilt TensorFlow 2.15 training container (tf-gpu.2-15.py310) is past its listed end of
+# availability, and the Estimator code needs TensorFlow 2.15 with Keras 2, so the job brings its own image:
+#
+#   docker build -t us-central1-docker.pkg.dev/YOUR_PROJECT/tf-crnn/tf-crnn:0.1.0 .
+#   docker push us-central1-docker.pkg.dev/YOUR_PROJECT/tf-crnn/tf-crnn:0.1.0
+#
+# Locally, with a GPU:  docker run --gpus all IMAGE --help
+FROM tensorflow/tensorflow:2.15.0-gpu
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Only what the package is built from (no .venv, runs or data from the build context).
+COPY setup.py pyproject.toml MANIFEST.in README.md config_p100.yaml hptuning_config.yaml Dockerfile /tmp/tf_crnn-src/
+COPY tf_crnn /tmp/tf_crnn-src/tf_crnn
+COPY hlp /tmp/tf_crnn-src/hlp
+
+# The image's TensorFlow 2.15 (and its Keras 2.15, numpy 1.x) already satisfy install_requires, which
+# are ranges for that reason, so pip keeps them and adds only opencv-python-headless, pandas and tqdm.
+# The check fails the build if pip ever replaced TensorFlow.
+RUN python3 -m pip install /tmp/tf_crnn-src \
+    && rm -rf /tmp/tf_crnn-src \
+    && python3 -c "import tensorflow as tf, tf_crnn.task; assert tf.__version__.startswith('2.15.'), tf.__version__"
+
+# Run from a folder without sources, so the installed package is the one imported.
+WORKDIR /workspace
+ENTRYPOINT ["python3", "-m", "tf_crnn.task"]
