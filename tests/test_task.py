@@ -13,7 +13,7 @@ from tf_crnn import task
 from tf_crnn.demo import generate_demo_dataset
 
 TINY_FLAGS = ["--param", "conv_filters=[8,8,16,16,16,16,16]", "--rnn_units", "16", "--train_batch_size", "8",
-              "--eval_batch_size", "16", "--save_interval", "10", "--eval_throttle_secs", "0",
+              "--eval_batch_size", "16", "--save_interval", "1000", "--eval_throttle_secs", "0",
               "--log_step_count_steps", "5"]
 
 
@@ -92,3 +92,39 @@ def test_help_explains_the_arguments():
                  "--eval-steps", "--eval-interval", "--verbosity", "--learning_rate"):
         assert flag in result.stdout
     assert "Initial learning rate" in result.stdout
+
+
+def test_tuning_trials_train_in_their_own_folders_and_report_cer(data, tmp_path, monkeypatch):
+    metric_file = tmp_path / "hypertune" / "output.metrics"
+    monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(metric_file))
+    for trial, rate in (("1", "0.01"), ("2", "0.002")):
+        monkeypatch.setenv("CLOUD_ML_TRIAL_ID", trial)
+        # As the tuning service passes them: --name=value, whole numbers as floats.
+        assert run_task(tmp_path / "tune", data, "--train-steps", "2", f"--learning_rate={rate}",
+                        "--rnn_units=16.0") == 0
+        saved = json.loads((tmp_path / "tune" / trial / "params.json").read_text())
+        assert saved["learning_rate"] == float(rate) and saved["rnn_units"] == 16
+        report = json.loads(metric_file.read_text().splitlines()[-1])
+        assert report["trial"] == trial and report["global_step"] == "2" and 0 <= float(report["cer"]) <= 1
+    assert tf.train.latest_checkpoint(str(tmp_path / "tune" / "1")).endswith("model.ckpt-2")
+    assert tf.train.latest_checkpoint(str(tmp_path / "tune" / "2")).endswith("model.ckpt-2")
+
+
+def test_everything_on_a_remote_filesystem(data, capsys):
+    """Job directory, CSV and images on ram://, TensorFlow's in-memory filesystem standing in for gs://."""
+    remote = "ram://remote_test"
+    train_csv, eval_csv = data
+    for csv_path in (train_csv, eval_csv):
+        name = os.path.basename(csv_path)
+        tf.io.gfile.copy(csv_path, f"{remote}/data/{name}", overwrite=True)
+        for line in open(csv_path).read().splitlines():
+            image = line.split(";")[0]
+            tf.io.gfile.makedirs(f"{remote}/data/{os.path.dirname(image)}")
+            tf.io.gfile.copy(os.path.join(os.path.dirname(csv_path), image), f"{remote}/data/{image}", overwrite=True)
+    assert run_task(f"{remote}/job", (f"{remote}/data/train.csv", f"{remote}/data/eval.csv"),
+                    "--train-steps", "3") == 0
+    assert "finished: global step 3" in capsys.readouterr().out
+    assert tf.train.latest_checkpoint(f"{remote}/job").endswith("model.ckpt-3")
+    assert tf.io.gfile.exists(f"{remote}/job/params.json")
+    assert tf.io.gfile.exists(f"{remote}/job/samples.png")
+    assert tf.io.gfile.glob(f"{remote}/job/export/latest/*/saved_model.pb")
