@@ -10,7 +10,6 @@ import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest
 import yaml
 
 from tf_crnn import cloud, task

@@ -20,9 +20,8 @@ import logging
 import math
 import os
 import posixpath
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -269,7 +268,8 @@ def _load_samples_cached(csv_files: Tuple[str, ...], versions: Tuple[Tuple[int, 
         steps = params.time_steps(fitted_width(height, width, params))
         if required_time_steps(alphabet.encode(row.label)) > steps:
             # Not an error: text lines too long for the input width are expected in real data sets.
-            skipped.setdefault(f"label longer than the {steps} CTC time steps of its image", []).append(row.where)
+            skipped.setdefault("label too long for the CTC time steps of its image", []).append(
+                f"{row.where} ({steps} steps)")
             continue
         kept.append(row)
     samples = Samples(kept, skipped)
