@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: test demo bench install clean
+.PHONY: test demo install clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
