@@ -1,4 +1,5 @@
 """The network, the model_fn in its three modes, decoding and metrics."""
+import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -176,6 +177,9 @@ def test_every_optimizer_trains(optimizer, demo_data):
     ({"learning_rate_schedule": "exponential", "learning_decay_steps": 100, "learning_decay_rate": 0.5,
       "learning_decay_staircase": True}, {150: 0.05, 200: 0.025}),
     ({"learning_rate_schedule": "cosine", "learning_decay_steps": 0, "train_steps": 1000}, {0: 0.1, 500: 0.05, 1000: 0.0}),
+    # By default both decays span the whole training run.
+    ({"learning_rate_schedule": "exponential", "learning_decay_rate": 0.5, "train_steps": 200}, {100: 0.1 * 0.5 ** 0.5, 200: 0.05}),
+    ({"learning_rate_schedule": "cosine", "train_steps": 4000}, {1000: 0.1 * (1 + math.cos(math.pi / 4)) / 2, 3999: 0.0}),
     ({"learning_rate_schedule": "constant", "warmup_steps": 10}, {0: 0.01, 4: 0.05, 9: 0.1, 50: 0.1}),
 ])
 def test_learning_rate_schedules(settings, expected):

@@ -72,7 +72,7 @@ class Params:
     learning_rate: float = _doc(1e-3, "Initial learning rate.")
     momentum: float = _doc(0.9, "Momentum of the momentum and rmsprop optimizers.")
     learning_rate_schedule: str = _doc("constant", "constant, exponential or cosine.")
-    learning_decay_steps: int = _doc(1000, "Exponential: steps per decay; cosine: length of the cosine (0 = train steps).")
+    learning_decay_steps: int = _doc(0, "Exponential: steps per decay by learning_decay_rate; cosine: steps to decay to 0 (0 = train_steps for both).")
     learning_decay_rate: float = _doc(0.96, "Exponential decay factor per learning_decay_steps.")
     learning_decay_staircase: bool = _doc(False, "Exponential decay in steps instead of continuously.")
     warmup_steps: int = _doc(0, "Linear learning-rate warm-up from 0 over this many steps.")

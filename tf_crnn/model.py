@@ -122,12 +122,12 @@ def _predict_spec(logits_time_major, sequence_lengths, features, alphabet: Alpha
 def learning_rate(params: Params, global_step: tf.Tensor) -> tf.Tensor:
     """The learning rate at ``global_step``: schedule from Params, then linear warm-up."""
     step = tf.cast(global_step, tf.float32)
+    decay_steps = params.learning_decay_steps or params.train_steps
     if params.learning_rate_schedule == "exponential":
-        rate = tf.compat.v1.train.exponential_decay(params.learning_rate, global_step, params.learning_decay_steps,
+        rate = tf.compat.v1.train.exponential_decay(params.learning_rate, global_step, decay_steps,
                                                     params.learning_decay_rate, staircase=params.learning_decay_staircase)
     elif params.learning_rate_schedule == "cosine":
-        rate = tf.compat.v1.train.cosine_decay(params.learning_rate, global_step,
-                                               params.learning_decay_steps or params.train_steps)
+        rate = tf.compat.v1.train.cosine_decay(params.learning_rate, global_step, decay_steps)
     else:
         rate = tf.constant(params.learning_rate, tf.float32)
     if params.warmup_steps:
