@@ -241,3 +241,9 @@ def test_from_params_needs_resolved_units():
         Alphabet.from_params(Params())
     alphabet = Alphabet.from_params(Params(alphabet_units=["ab", "c"], string_split_delimiter="|"))
     assert alphabet.encode("c|ab") == [1, 0]
+
+
+def test_case_folding_a_builtin_alphabet_merges_upper_into_lower_case():
+    alphabet = Alphabet.builtin("letters_digits_symbols", case_fold=True)
+    assert len(alphabet) == 95 - 26
+    assert alphabet.encode("Hello") == alphabet.encode("hello")

@@ -175,3 +175,12 @@ def test_distribution_that_cannot_apply_is_refused(data, tmp_path, distribution,
                             env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_global_batch_that_does_not_split_over_the_replicas_is_refused(data, tmp_path):
+    args = task_args(tmp_path / "job", data, 5, "--distribution", "mirrored", "--param",
+                     'mirrored_devices=["/cpu:0","/cpu:1"]', "--train_batch_size", "7")
+    result = subprocess.run([sys.executable, "-c", TWO_CPUS_LAUNCHER, *args], capture_output=True, text=True,
+                            timeout=TIMEOUT_SECONDS, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2
+    assert "train_batch_size: 7 images do not split evenly over the 2 replicas" in result.stderr

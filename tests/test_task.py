@@ -51,6 +51,12 @@ def test_train_evaluate_export_then_resume(data, tmp_path, capsys):
     assert "finished: global step 30, 10 steps trained" in capsys.readouterr().out
     assert tf.train.latest_checkpoint(str(job_dir)).endswith("model.ckpt-30")
 
+    # The same job directory without settings continues with the saved ones.
+    train_csv, eval_csv = data
+    assert task.main(["--job-dir", str(job_dir), "--train-csv", train_csv, "--eval-csv", eval_csv]) == 0
+    assert "nothing left to train" in capsys.readouterr().out
+    assert json.loads((job_dir / "params.json").read_text())["learning_rate"] == 0.003
+
 
 def test_resume_with_an_other_network_is_refused(data, tmp_path, capsys):
     job_dir = tmp_path / "job"
@@ -82,6 +88,13 @@ def test_bad_settings_are_reported_not_raised(data, tmp_path, capsys):
     assert "optimizer: must be one of adam, adadelta, rmsprop, momentum" in capsys.readouterr().err
     assert run_task(tmp_path / "job", data, "--param", "no_such_setting=1") == 2
     assert "Unknown setting(s) no_such_setting" in capsys.readouterr().err
+
+
+def test_misspelled_setting_is_refused_not_ignored(data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_task(tmp_path / "job", data, "--learnig_rate=0.1")
+    assert exit_info.value.code == 2
+    assert "unknown argument --learnig_rate: did you mean --learning_rate?" in capsys.readouterr().err
 
 
 def test_help_explains_the_arguments():

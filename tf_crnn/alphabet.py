@@ -23,7 +23,8 @@ class AlphabetError(ValueError):
 
 class Alphabet:
     def __init__(self, units: Sequence[str], split_delimiter: str = "", case_fold: bool = False):
-        units = [u.lower() for u in units] if case_fold else list(units)
+        # Folding merges 'A' into 'a': keep each folded unit once, at its first place.
+        units = list(dict.fromkeys(u.lower() for u in units)) if case_fold else list(units)
         if not units:
             raise AlphabetError("The alphabet is empty")
         duplicates = sorted({u for u in units if units.count(u) > 1})

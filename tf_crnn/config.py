@@ -64,7 +64,7 @@ class Params:
     train_batch_size: int = _doc(64, "Global training batch size (split across replicas when distributed).")
     eval_batch_size: int = _doc(64, "Evaluation and prediction batch size.")
     shuffle_buffer_size: int = _doc(10000, "Shuffle buffer of the training set (reshuffled each epoch).")
-    train_steps: int = _doc(10000, "Total training steps (global step target). Ignored only if n_epochs is set, which then must be the one set.")
+    train_steps: int = _doc(10000, "Total training steps (global step target); recomputed from n_epochs when that is set.")
     n_epochs: float = _doc(0.0, "Train for this many epochs instead of train_steps (0 = use train_steps).")
     eval_steps: int = _doc(0, "Batches per evaluation (0 = the whole evaluation set).")
     # --- optimisation ------------------------------------------------------------------------

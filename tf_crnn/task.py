@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import time
 from typing import List, Optional, Sequence
 
 import tensorflow as tf
+from tensorflow.python.util import deprecation
 
 from tf_crnn import cloud, data_handler, demo, model, visualize
 from tf_crnn.config import Params, ParamsError, check_resumable, parse_key_values
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tf_crnn.task",
         description="Train, evaluate and export a CRNN text recognizer. Without --train-csv, trains on the "
                     "embedded demo data set.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False)  # a shortened flag must not silently pick one of several settings
     parser.add_argument("--job-dir", "--job_dir", dest="job_dir", default=None,
                         help="Output folder for checkpoints, summaries, params.json and exports (local or gs://). "
                              f"Defaults to $AIP_MODEL_DIR when set, else {DEMO_JOB_DIR} for the demo.")
@@ -122,6 +125,14 @@ def build_strategy(params: Params, tf_config: dict) -> Optional[tf.distribute.St
     return tf.compat.v1.distribute.experimental.ParameterServerStrategy()
 
 
+def check_batch_split(params: Params, strategy: Optional[tf.distribute.Strategy]) -> None:
+    """train_batch_size is global: it must split evenly over the replicas that train in sync."""
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if params.train_batch_size % replicas:
+        raise ParamsError(f"train_batch_size: {params.train_batch_size} images do not split evenly over the "
+                          f"{replicas} replicas of distribution '{params.distribution}'")
+
+
 def build_run_config(params: Params, job_dir: str,
                      strategy: Optional[tf.distribute.Strategy]) -> tf.estimator.RunConfig:
     """The RunConfig the Estimator really uses (tf-crnn built one with ``replace()`` and threw it away).
@@ -151,12 +162,27 @@ def build_estimator(params: Params, job_dir: str,
 def configure_logging(verbosity: str) -> None:
     tf.get_logger().setLevel(verbosity)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbosity in ("DEBUG", "INFO") else "2")
+    # tf.estimator is deprecated as a whole; its dozens of notices would bury our own messages.
+    deprecation._PRINT_DEPRECATION_WARNINGS = verbosity in ("DEBUG", "INFO")
     logger.setLevel(logging.INFO)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("tf_crnn: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+    logger.propagate = False
+    for handler in list(logger.handlers):  # from an earlier call, perhaps on a stderr since replaced
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tf_crnn: %(message)s"))
+    logger.addHandler(handler)
+
+
+def refuse_misspelled_settings(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> None:
+    """Unknown arguments are ignored (cloud services add their own), unless they look like a typo of ours."""
+    known = [option for action in parser._actions for option in action.option_strings]
+    for argument in unknown:
+        name = argument.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85) if name.startswith("--") else []
+        if close:
+            parser.error(f"unknown argument {name}: did you mean {close[0]}?")
+    if unknown:
+        logger.warning("ignoring unknown arguments: %s", " ".join(unknown))
 
 
 def resolve_job_dir(args: argparse.Namespace, demo_mode: bool) -> str:
@@ -169,13 +195,22 @@ def resolve_job_dir(args: argparse.Namespace, demo_mode: bool) -> str:
 
 
 def prepare_params(args: argparse.Namespace, job_dir: str, train_csv: Sequence[str]) -> Params:
-    """Settings from --config, --param and flags, alphabet resolved, checked against a saved run, saved."""
-    base = Params.from_json(args.config) if args.config else (
-        Params.from_json(DEMO_CONFIG) if not args.train_csv else Params())
-    params = data_handler.with_resolved_alphabet(params_from_args(args, base), train_csv)
+    """Settings from --config (else the job directory's saved ones, else defaults), --param and flags.
+
+    Rerunning a command in its job directory thus continues with the settings it was started with;
+    what the command line changes is checked against the saved run.
+    """
     saved_path = os.path.join(job_dir, PARAMS_FILE)
-    if tf.io.gfile.exists(saved_path):
-        check_resumable(Params.from_json(saved_path), params, saved_path)
+    saved = Params.from_json(saved_path) if tf.io.gfile.exists(saved_path) else None
+    if args.config:
+        base = Params.from_json(args.config)
+    elif saved is not None:
+        base = saved
+    else:
+        base = Params.from_json(DEMO_CONFIG) if not args.train_csv else Params()
+    params = data_handler.with_resolved_alphabet(params_from_args(args, base), train_csv)
+    if saved is not None:
+        check_resumable(saved, params, saved_path)
     return params
 
 
@@ -183,8 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     configure_logging(args.verbosity)
-    if unknown:
-        logger.warning("ignoring unknown arguments: %s", " ".join(unknown))
+    refuse_misspelled_settings(parser, unknown)
     demo_mode = not args.train_csv
     if args.train_csv and not args.eval_csv:
         parser.error("--eval-csv is required with --train-csv")
@@ -205,6 +239,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Before any TensorFlow op runs: MultiWorkerMirroredStrategy must configure the runtime first.
         tf_config = read_tf_config()
         strategy = build_strategy(params, tf_config)
+        check_batch_split(params, strategy)
         train_samples = data_handler.load_samples(train_csv, params)
         data_handler.load_samples(eval_csv, params)
         if params.n_epochs:
@@ -243,15 +278,17 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     samples_path = os.path.join(job_dir, "samples.png")
     write_samples(estimator, eval_csv, params, samples_path)
-    trained_steps = progress.local_steps
-    images_per_second = trained_steps * params.train_batch_size / progress.train_seconds if progress.train_seconds else 0
     results = reporter.latest or estimator.evaluate(
         lambda: data_handler.input_fn(eval_csv, params, data_handler.EVAL), steps=params.eval_steps or None)
-    print(f"\nfinished: global step {estimator.get_variable_value('global_step')}, {trained_steps} steps trained in "
-          f"{wall_seconds:.0f} s wall time ({images_per_second:.0f} training images/s)\n"
+    speed = (f"{progress.local_steps * params.train_batch_size / progress.train_seconds:.0f} training images/s"
+             if progress.local_steps else "nothing left to train")
+    exports = [f"{os.path.join(job_dir, 'export', kind)} ({meaning})"
+               for kind, meaning in (("latest", "newest"), ("best", "lowest CER"))
+               if tf.io.gfile.glob(os.path.join(job_dir, "export", kind, "*", "saved_model.pb"))]
+    print(f"\nfinished: global step {estimator.get_variable_value('global_step')}, {progress.local_steps} steps "
+          f"trained in {wall_seconds:.0f} s wall time ({speed})\n"
           f"{format_eval_table(results)}\n"
-          f"SavedModels: {os.path.join(job_dir, 'export', 'latest')} (newest), "
-          f"{os.path.join(job_dir, 'export', 'best')} (lowest CER)\n"
+          f"SavedModels: {', '.join(exports) or 'none (exports are made after evaluations, by the evaluator)'}\n"
           f"samples: {samples_path}", flush=True)
     return 0
 
