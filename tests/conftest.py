@@ -10,6 +10,13 @@ import pytest
 from tf_crnn.demo import render_text_line
 
 
+def digit_line(text: str) -> np.ndarray:
+    """``text`` printed in one clean font, black on white: learnable by a tiny model in a few hundred steps."""
+    image = np.full((32, 15 * len(text) + 10), 255, np.uint8)
+    cv2.putText(image, text, (5, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
+    return image
+
+
 @pytest.fixture
 def write_csv():
     """``write_csv(path, lines)``: writes ``lines`` (str, or bytes for exact content) joined by '\\n'; returns str(path)."""

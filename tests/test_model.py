@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import digit_line
 from tf_crnn import data_handler, decoding, metrics, model
 from tf_crnn.config import Params
 from tf_crnn.demo import DEMO_ALPHABET, generate_demo_dataset
@@ -42,9 +43,7 @@ def easy_digits(tmp_path_factory):
     rows = []
     for i in range(200):
         text = "".join(rng.choice(list("0123456789"), rng.integers(3, 6)))
-        image = np.full((32, 15 * len(text) + 10), 255, np.uint8)
-        cv2.putText(image, text, (5, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 0, 2)
-        cv2.imwrite(str(folder / f"{i}.png"), image)
+        cv2.imwrite(str(folder / f"{i}.png"), digit_line(text))
         rows.append(f"{i}.png;{text}")
     (folder / "digits.csv").write_text("\n".join(rows) + "\n")
     return str(folder / "digits.csv")

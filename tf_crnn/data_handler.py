@@ -330,7 +330,8 @@ def encoded_image_size(contents: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
             (b"\x89PNG", number(20, 4), number(16, 4)),
             (b"GIF8", number(8, 2, little_endian=True), number(6, 2, little_endian=True)),
             # BMP sizes are signed: a negative height means rows stored top-down.
-            (b"BM", tf.abs(int32(number(22, 4, little_endian=True))), tf.abs(int32(number(18, 4, little_endian=True))))]:
+            (b"BM", tf.abs(int32(number(22, 4, little_endian=True))),
+             tf.abs(int32(number(18, 4, little_endian=True))))]:
         size = tf.where(starts_with(magic), tf.stack([height, width]), size)
     return size[0], size[1]
 
@@ -357,7 +358,8 @@ def preprocess_image(image: tf.Tensor, params: Params, training: bool = False) -
     target_height, target_width = params.input_shape
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     new_width = tf.clip_by_value((width * target_height + height // 2) // tf.maximum(height, 1), 1, target_width)
-    image = tf.image.resize(image, [target_height, new_width], method="bilinear", antialias=True) / 255.0
+    # A multiply, not / 255: graph optimizers rewrite the division so, and serving must match training bit for bit.
+    image = tf.image.resize(image, [target_height, new_width], method="bilinear", antialias=True) * (1 / 255)
     if training and params.data_augmentation:
         image = augment(image, params)
     image = tf.clip_by_value(image, 0.0, 1.0)

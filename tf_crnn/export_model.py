@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -38,16 +38,18 @@ class ExportError(RuntimeError):
     """The export cannot be made; the message says why."""
 
 
-def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: str) -> str:
+def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: str,
+                       eval_result: Optional[Dict[str, float]] = None) -> str:
     """Writes a SavedModel of ``checkpoint_path`` into ``export_dir_base/<timestamp>`` and returns that path.
 
-    The model is written into a temporary folder and renamed only when complete, so a server that
-    watches ``export_dir_base`` never sees half a model.
+    The model, with its Params and ``eval_result`` (when given) in ``assets.extra``, is written into a
+    temporary folder and renamed only when complete, so a server that watches ``export_dir_base``
+    never sees half a model, and every finished export carries its evaluation.
     """
     tf.io.gfile.makedirs(export_dir_base)
-    timestamp = int(time.time())
-    while tf.io.gfile.exists(os.path.join(export_dir_base, str(timestamp))):
-        timestamp += 1
+    # Newer than every existing export even when several are made in one second, because servers and
+    # ServingExporter take the largest number for the newest.
+    timestamp = max([int(time.time())] + [int(name) + 1 for name in export_names(export_dir_base)])
     final_dir = os.path.join(export_dir_base, str(timestamp))
     temp_dir = os.path.join(export_dir_base, f"temp-{timestamp}")
     try:
@@ -74,6 +76,9 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
         tf.io.gfile.makedirs(os.path.join(temp_dir, "assets.extra"))
         with tf.io.gfile.GFile(os.path.join(temp_dir, "assets.extra", PARAMS_FILE), "w") as f:
             f.write(params.to_json_string())
+        if eval_result is not None:
+            with tf.io.gfile.GFile(os.path.join(temp_dir, "assets.extra", EVAL_RESULT_FILE), "w") as f:
+                f.write(json.dumps({key: float(value) for key, value in eval_result.items()}) + "\n")
         tf.io.gfile.rename(temp_dir, final_dir)
     except BaseException:
         if tf.io.gfile.exists(temp_dir):
@@ -85,9 +90,9 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
 class ServingExporter(tf.estimator.Exporter):
     """Exports a SavedModel after evaluations, so a job directory always holds a servable model.
 
-    ``best_only=False`` keeps the ``keep`` newest exports; ``best_only=True`` exports only when the
-    evaluation CER beats every kept export (the CER is stored beside each export, so this survives
-    restarts) and keeps the ``keep`` best.
+    ``best_only=False`` keeps the ``keep`` newest exports; ``best_only=True`` keeps the ``keep`` with
+    the lowest evaluation CER, so it exports only while fewer are kept or when the CER beats the worst
+    kept one. The CER is stored beside each export, so this survives restarts.
     """
 
     def __init__(self, name: str, params: Params, keep: int, best_only: bool = False):
@@ -101,28 +106,34 @@ class ServingExporter(tf.estimator.Exporter):
     def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
         kept = _exports_with_cer(export_path)
         cer = float(eval_result["cer"])
-        if self._best_only and kept and cer >= min(c for _, c in kept):
+        if self._best_only and len(kept) >= self._keep and cer >= max(c for _, c in kept):
             return None
-        path = export_saved_model(checkpoint_path, self._params, export_path)
-        with tf.io.gfile.GFile(os.path.join(path, "assets.extra", EVAL_RESULT_FILE), "w") as f:
-            f.write(json.dumps({k: float(v) for k, v in eval_result.items()}) + "\n")
+        path = export_saved_model(checkpoint_path, self._params, export_path, eval_result)
         kept.append((path, cer))
-        order = (lambda item: item[1]) if self._best_only else (lambda item: -int(os.path.basename(item[0])))
-        for stale, _ in sorted(kept, key=order)[self._keep:]:
+
+        def rank(item):
+            newest_first = -int(os.path.basename(item[0]))
+            return (item[1], newest_first) if self._best_only else newest_first
+
+        for stale, _ in sorted(kept, key=rank)[self._keep:]:
             tf.io.gfile.rmtree(stale)
         self.last_export_path = path
         return path
 
 
-def _exports_with_cer(export_base: str) -> List[Tuple[str, float]]:
-    """(path, evaluation CER) of the finished exports in ``export_base``."""
+def export_names(export_base: str) -> List[str]:
+    """The finished (timestamp-named) exports in ``export_base``."""
     if not tf.io.gfile.isdir(export_base):
         return []
+    return [name.rstrip("/") for name in tf.io.gfile.listdir(export_base) if name.rstrip("/").isdigit()]
+
+
+def _exports_with_cer(export_base: str) -> List[Tuple[str, float]]:
+    """(path, evaluation CER) of the finished exports in ``export_base`` that were made by an exporter."""
     exports = []
-    for name in tf.io.gfile.listdir(export_base):
-        name = name.rstrip("/")
+    for name in export_names(export_base):
         result_file = os.path.join(export_base, name, "assets.extra", EVAL_RESULT_FILE)
-        if name.isdigit() and tf.io.gfile.exists(result_file):
+        if tf.io.gfile.exists(result_file):
             with tf.io.gfile.GFile(result_file) as f:
                 exports.append((os.path.join(export_base, name), float(json.load(f)["cer"])))
     return exports

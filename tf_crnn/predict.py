@@ -13,7 +13,7 @@ import csv
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from tf_crnn import data_handler, metrics
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
-from tf_crnn.export_model import PARAMS_FILE
+from tf_crnn.export_model import EXPORT_DIR, PARAMS_FILE, export_names
 
 # How many of the worst predictions a labelled CSV run lists.
 WORST_SHOWN = 10
@@ -43,16 +43,12 @@ def find_saved_model(model_dir: str) -> str:
     if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         return model_dir
     candidates = []
-    export_root = os.path.join(model_dir, "export")
+    export_root = os.path.join(model_dir, EXPORT_DIR)
     if tf.io.gfile.isdir(export_root):
         for kind in tf.io.gfile.listdir(export_root):
             kind_dir = os.path.join(export_root, kind.rstrip("/"))
-            if not tf.io.gfile.isdir(kind_dir):
-                continue
-            for name in tf.io.gfile.listdir(kind_dir):
-                name = name.rstrip("/")
-                if name.isdigit() and tf.io.gfile.exists(os.path.join(kind_dir, name, "saved_model.pb")):
-                    candidates.append((int(name), os.path.join(kind_dir, name)))
+            candidates += [(int(name), os.path.join(kind_dir, name)) for name in export_names(kind_dir)
+                           if tf.io.gfile.exists(os.path.join(kind_dir, name, "saved_model.pb"))]
     if not candidates:
         raise FileNotFoundError(f"{model_dir} is neither a SavedModel nor a job directory with exports")
     return max(candidates)[1]
@@ -71,58 +67,69 @@ class Predictor:
         self._from_images = self._model.signatures["images"]
 
     def predict_files(self, paths: Sequence[str], progress: bool = False) -> List[Prediction]:
-        contents, unreadable = [], {}
-        for path in paths:
-            try:
-                with tf.io.gfile.GFile(path, "rb") as f:
-                    contents.append(f.read())
-            except (tf.errors.OpError, OSError) as error:
-                unreadable[path] = f"cannot read file: {getattr(error, 'message', error)}"
-                contents.append(b"")
-        predictions = self.predict_bytes(contents, sources=paths, progress=progress)
-        for prediction in predictions:
-            if prediction.source in unreadable:
-                prediction.error = unreadable[prediction.source]
-        return predictions
+        """Image files (any gfile path) -> predictions; a file that cannot be read or decoded gets ``error``.
+
+        Files are read one batch at a time, so a long list never sits in memory at once.
+        """
+        results: List[Prediction] = []
+        for batch in self._batches(len(paths), progress):
+            contents: Dict[int, bytes] = {}
+            predictions: Dict[int, Prediction] = {}
+            for index in range(batch.start, batch.stop):
+                try:
+                    with tf.io.gfile.GFile(paths[index], "rb") as f:
+                        contents[index] = f.read()
+                except (tf.errors.OpError, OSError) as error:
+                    predictions[index] = Prediction(paths[index], error=f"cannot read file: {error_reason(error)}")
+            readable = list(contents)
+            predictions.update(zip(readable, self._predict_batch([contents[i] for i in readable],
+                                                                 [paths[i] for i in readable])))
+            results += [predictions[index] for index in range(batch.start, batch.stop)]
+        return results
 
     def predict_bytes(self, contents: Sequence[bytes], sources: Optional[Sequence[str]] = None,
                       progress: bool = False) -> List[Prediction]:
         """Encoded images -> predictions; an image that does not decode gets ``error`` set."""
         sources = list(sources) if sources is not None else [f"image {i}" for i in range(len(contents))]
         results: List[Prediction] = []
-        with tqdm(total=len(contents), disable=not progress, unit="image", desc="predicting") as bar:
-            for start in range(0, len(contents), self.batch_size):
-                batch = list(contents[start:start + self.batch_size])
-                batch_sources = sources[start:start + self.batch_size]
-                try:
-                    results += self._outputs_to_predictions(
-                        self._from_bytes(image_bytes=tf.constant(batch, tf.string)), batch_sources)
-                except tf.errors.InvalidArgumentError:
-                    # One bad image fails its whole batch: redo it image by image to name the culprit.
-                    results += [self._predict_one(item, source) for item, source in zip(batch, batch_sources)]
-                bar.update(len(batch))
+        for batch in self._batches(len(contents), progress):
+            results += self._predict_batch(list(contents[batch]), sources[batch])
         return results
 
-    def predict_arrays(self, images: Iterable[np.ndarray]) -> List[Prediction]:
-        """uint8 arrays [h, w] or [h, w, C] -> predictions, preprocessed exactly like training."""
-        preprocessed, widths = [], []
-        for image in images:
-            image = data_handler.to_model_channels(np.asarray(image, np.uint8), self.params.input_channels)
-            pixels, width = data_handler.preprocess_image(image, self.params)
-            preprocessed.append(pixels)
-            widths.append(width)
-        results = []
-        for start in range(0, len(preprocessed), self.batch_size):
-            outputs = self._from_images(images=tf.stack(preprocessed[start:start + self.batch_size]),
-                                        images_widths=tf.stack(widths[start:start + self.batch_size]))
-            results += self._outputs_to_predictions(outputs, [f"array {i}" for i in range(start, start + len(outputs["words"]))])
+    def predict_arrays(self, images: Sequence[np.ndarray], progress: bool = False) -> List[Prediction]:
+        """uint8 arrays [h, w] (gray) or [h, w, 3|4] (RGB, RGBA) -> predictions, preprocessed like training."""
+        results: List[Prediction] = []
+        for batch in self._batches(len(images), progress):
+            fitted = [data_handler.preprocess_image(
+                data_handler.to_model_channels(np.asarray(image, np.uint8), self.params.input_channels), self.params)
+                for image in images[batch]]
+            outputs = self._from_images(images=tf.stack([pixels for pixels, _ in fitted]),
+                                        images_widths=tf.stack([width for _, width in fitted]))
+            results += self._outputs_to_predictions(outputs, [f"array {i}" for i in range(batch.start, batch.stop)])
         return results
+
+    def _batches(self, count: int, progress: bool) -> Iterator[slice]:
+        """Slices of ``batch_size`` items over ``count``, advancing a progress bar as each is done."""
+        with tqdm(total=count, disable=not progress, unit="image", desc="predicting") as bar:
+            for start in range(0, count, self.batch_size):
+                batch = slice(start, min(start + self.batch_size, count))
+                yield batch
+                bar.update(batch.stop - batch.start)
+
+    def _predict_batch(self, contents: List[bytes], sources: Sequence[str]) -> List[Prediction]:
+        if not contents:
+            return []
+        try:
+            return self._outputs_to_predictions(self._from_bytes(image_bytes=tf.constant(contents, tf.string)), sources)
+        except tf.errors.InvalidArgumentError:
+            # One bad image fails its whole batch: redo it image by image to name the culprit.
+            return [self._predict_one(item, source) for item, source in zip(contents, sources)]
 
     def _predict_one(self, contents: bytes, source: str) -> Prediction:
         try:
             return self._outputs_to_predictions(self._from_bytes(image_bytes=tf.constant([contents])), [source])[0]
         except tf.errors.InvalidArgumentError as error:
-            return Prediction(source, error=f"cannot decode image: {error.message.splitlines()[0]}")
+            return Prediction(source, error=f"cannot decode image: {error_reason(error)}")
 
     @staticmethod
     def _outputs_to_predictions(outputs, sources: Sequence[str]) -> List[Prediction]:
@@ -131,6 +138,17 @@ class Predictor:
         scores = outputs["scores"].numpy()
         return [Prediction(source, words[i].decode("utf-8"), [w.decode("utf-8") for w in top_words[i]],
                            [float(s) for s in scores[i]]) for i, source in enumerate(sources)]
+
+
+def error_reason(error: Exception) -> str:
+    """The cause of ``error`` in one line, without TensorFlow's "Graph execution error" frame and node names."""
+    if not isinstance(error, tf.errors.OpError):
+        return str(error)
+    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+    for cause, line in zip(lines, lines[1:]):
+        if line.startswith("[["):  # the failing node, named after the op's own message
+            return cause
+    return lines[0] if lines else type(error).__name__
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -143,7 +161,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="Images per model call.")
     args = parser.parse_args(argv)
 
-    predictor = Predictor(args.model, batch_size=args.batch_size)
+    try:
+        predictor = Predictor(args.model, batch_size=args.batch_size)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.csv:
         try:
             rows = data_handler.read_csv_rows(args.csv, predictor.params.csv_delimiter, labels_optional=True)

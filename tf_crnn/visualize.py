@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from tf_crnn import data_handler
+
 CAPTION_HEIGHT = 18
 RIGHT = (0, 150, 0)  # BGR
 WRONG = (0, 0, 220)
@@ -54,10 +56,8 @@ def samples_grid(images: Sequence[np.ndarray], predictions: Sequence[str], truth
 
 def save_samples_png(path: str, image_paths: Sequence[str], predictions: Sequence[str], truths: Sequence[str]) -> None:
     """Writes a :func:`samples_grid` of the images at ``image_paths`` to ``path`` (any gfile scheme)."""
-    images = []
-    for image_path in image_paths:
-        with tf.io.gfile.GFile(image_path, "rb") as f:
-            images.append(cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR))
+    # TensorFlow's decoder, like training: OpenCV reads no GIF.
+    images = [data_handler.decode_image(tf.io.read_file(path), 3).numpy()[..., ::-1] for path in image_paths]
     ok, encoded = cv2.imencode(".png", samples_grid(images, predictions, truths))
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(encoded.tobytes())
