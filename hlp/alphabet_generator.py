@@ -23,19 +23,12 @@ import os
 import sys
 from typing import Optional, Sequence
 
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's layout; shows a default only where there is one worth showing."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, "") or action.required:
-            return action.help
-        return super()._get_help_string(action)
+from hlp import HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hlp.alphabet_generator", description=__doc__,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("csv_files", nargs="+", metavar="CSV",
                         help="CSV files whose labels make up the alphabet (rows 'image_path<delimiter>label').")
     parser.add_argument("--output", "-o", required=True, metavar="JSON",

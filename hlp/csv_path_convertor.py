@@ -27,6 +27,8 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from hlp import HelpFormatter
+
 BOM = b"\xef\xbb\xbf"
 
 
@@ -86,18 +88,9 @@ def check(input_csv: str, delimiter: str, out) -> int:
     return len(messages)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's layout; shows a default only where there is one worth showing."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, "") or action.required:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hlp.csv_path_convertor", description=__doc__,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("input_csv", metavar="INPUT_CSV",
                         help="The CSV file to convert or check (rows 'image_path<delimiter>label', no header).")
     parser.add_argument("--output", "-o", metavar="OUT", default=None,

@@ -42,6 +42,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hlp import HelpFormatter
+
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
@@ -189,18 +191,9 @@ def generate_split(split: str, count: int, rng: np.random.Generator, images: np.
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's layout; shows a default only where there is one worth showing."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, "") or action.required:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hlp.numbers_mnist_generator", description=__doc__,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="Folder to write images/, train.csv and test.csv into (created if needed; "
                              "existing files of the same names are overwritten).")
