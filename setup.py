@@ -7,7 +7,7 @@ Bounds that matter:
 - opencv-python-headless <4.12 and pandas <3: newer releases require numpy 2, and pip would
   backtrack for minutes before failing.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="tf_crnn",
@@ -15,7 +15,8 @@ setup(
     description="CRNN (conv + BiLSTM + CTC) text-line recognition with tf.estimator",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["tf_crnn", "tf_crnn.*", "hlp", "hlp.*"]),
+    # Namespace discovery, so that the data folders (alphabets, configs) are packages too.
+    packages=find_namespace_packages(include=["tf_crnn", "tf_crnn.*", "hlp", "hlp.*"], exclude=["*.__pycache__"]),
     package_data={"tf_crnn": ["alphabets/*.json", "configs/*.json"]},
     include_package_data=True,
     python_requires=">=3.9,<3.12",
