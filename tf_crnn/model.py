@@ -114,9 +114,8 @@ def _predict_spec(logits_time_major, sequence_lengths, features, alphabet: Alpha
         "sequence_lengths": sequence_lengths,
         "filenames": features["filenames"],
     }
-    return tf.estimator.EstimatorSpec(
-        ModeKeys.PREDICT, predictions=predictions,
-        export_outputs={"serving_default": tf.estimator.export.PredictOutput(predictions)})
+    # No export_outputs: SavedModels are built by export_model.py, with signatures of their own.
+    return tf.estimator.EstimatorSpec(ModeKeys.PREDICT, predictions=predictions)
 
 
 def learning_rate(params: Params, global_step: tf.Tensor) -> tf.Tensor:
