@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from typing import List, Optional, Sequence
@@ -133,15 +135,23 @@ def check_batch_split(params: Params, strategy: Optional[tf.distribute.Strategy]
                           f"{replicas} replicas of distribution '{params.distribution}'")
 
 
-def build_run_config(params: Params, job_dir: str,
-                     strategy: Optional[tf.distribute.Strategy]) -> tf.estimator.RunConfig:
-    """The RunConfig the Estimator really uses (tf-crnn built one with ``replace()`` and threw it away).
-
-    """
-    session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+def session_config_for(params: Params, tf_config: dict) -> tf.compat.v1.ConfigProto:
+    """The session config: ours replaces the Estimator's default, so it must carry what that one did."""
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
     if params.distribution == "mirrored":
         # Sessions see one CPU unless told otherwise, so mirroring over logical CPUs would hang.
-        session_config.device_count["CPU"] = len(tf.config.list_logical_devices("CPU"))
+        config.device_count["CPU"] = len(tf.config.list_logical_devices("CPU"))
+    task = tf_config.get("task", {})
+    if tf_config.get("cluster", {}).get("ps") and task.get("type") in ("chief", "worker"):
+        # Talk only to the parameter servers and ourselves: without this filter a session waits for every
+        # task of the cluster, and the chief's final prediction hangs once the workers have finished.
+        config.device_filters.extend(["/job:ps", f"/job:{task['type']}/task:{task.get('index', 0)}"])
+    return config
+
+
+def build_run_config(params: Params, job_dir: str, strategy: Optional[tf.distribute.Strategy],
+                     tf_config: dict) -> tf.estimator.RunConfig:
+    """The RunConfig the Estimator really uses (tf-crnn built one with ``replace()`` and threw it away)."""
     return tf.estimator.RunConfig(
         model_dir=job_dir,
         tf_random_seed=params.random_seed,
@@ -149,14 +159,25 @@ def build_run_config(params: Params, job_dir: str,
         keep_checkpoint_max=params.keep_checkpoint_max,
         save_summary_steps=params.save_summary_steps,
         log_step_count_steps=params.log_step_count_steps,
-        session_config=session_config,
+        session_config=session_config_for(params, tf_config),
         train_distribute=strategy,
     )
 
 
-def build_estimator(params: Params, job_dir: str,
-                    strategy: Optional[tf.distribute.Strategy] = None) -> tf.estimator.Estimator:
-    return tf.estimator.Estimator(model.crnn_fn, config=build_run_config(params, job_dir, strategy), params=params)
+def build_estimator(params: Params, job_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
+                    tf_config: Optional[dict] = None) -> tf.estimator.Estimator:
+    config = build_run_config(params, job_dir, strategy, tf_config or {})
+    return tf.estimator.Estimator(model.crnn_fn, config=config, params=params)
+
+
+def local_estimator(params: Params, job_dir: str) -> tf.estimator.Estimator:
+    """An Estimator of ``job_dir`` that ignores TF_CONFIG (RunConfig reads it from the environment)."""
+    tf_config = os.environ.pop("TF_CONFIG", None)
+    try:
+        return build_estimator(params, job_dir)
+    finally:
+        if tf_config is not None:
+            os.environ["TF_CONFIG"] = tf_config
 
 
 def configure_logging(verbosity: str) -> None:
@@ -218,6 +239,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     configure_logging(args.verbosity)
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 <pid>` prints every thread's stack: a look inside a job that seems stuck.
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     refuse_misspelled_settings(parser, unknown)
     demo_mode = not args.train_csv
     if args.train_csv and not args.eval_csv:
@@ -244,7 +268,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         data_handler.load_samples(eval_csv, params)
         if params.n_epochs:
             params = params.with_overrides({"train_steps": params.steps_for_epochs(len(train_samples.rows))})
-        estimator = build_estimator(params, job_dir, strategy)
+        estimator = build_estimator(params, job_dir, strategy, tf_config)
     except (ParamsError, ValueError) as error:
         logger.error("%s", error)
         return 2
@@ -276,6 +300,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{progress.local_steps} training steps", flush=True)
         return 0
 
+    # The closing predictions run in this process alone, from the saved checkpoint: in a cluster they
+    # must not depend on tasks that may already have finished.
+    estimator = local_estimator(params, job_dir)
     samples_path = os.path.join(job_dir, "samples.png")
     write_samples(estimator, eval_csv, params, samples_path)
     results = reporter.latest or estimator.evaluate(
