@@ -39,18 +39,24 @@ class Prediction:
 
 
 def find_saved_model(model_dir: str) -> str:
-    """``model_dir`` if it is a SavedModel, else the newest export below ``model_dir/export``."""
+    """``model_dir`` if it is a SavedModel; else its newest version when it is a folder of versions
+    (``export/best``, as TF Serving reads it); else the newest export below ``model_dir/export``.
+    """
     if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         return model_dir
-    candidates = []
+
+    def versions(folder: str) -> List[tuple]:
+        return [(int(name), os.path.join(folder, name)) for name in export_names(folder)
+                if tf.io.gfile.exists(os.path.join(folder, name, "saved_model.pb"))]
+
+    candidates = versions(model_dir)
     export_root = os.path.join(model_dir, EXPORT_DIR)
-    if tf.io.gfile.isdir(export_root):
+    if not candidates and tf.io.gfile.isdir(export_root):
         for kind in tf.io.gfile.listdir(export_root):
-            kind_dir = os.path.join(export_root, kind.rstrip("/"))
-            candidates += [(int(name), os.path.join(kind_dir, name)) for name in export_names(kind_dir)
-                           if tf.io.gfile.exists(os.path.join(kind_dir, name, "saved_model.pb"))]
+            candidates += versions(os.path.join(export_root, kind.rstrip("/")))
     if not candidates:
-        raise FileNotFoundError(f"{model_dir} is neither a SavedModel nor a job directory with exports")
+        raise FileNotFoundError(f"{model_dir} is neither a SavedModel, a folder of SavedModel versions, "
+                                f"nor a job directory with exports")
     return max(candidates)[1]
 
 
