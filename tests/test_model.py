@@ -201,6 +201,7 @@ def test_metrics_against_hand_computed_values():
     assert counts.words == 1 + 1 + 2 + 1 and counts.word_errors == 1 + 1 + 1 + 0
     assert counts.wer == pytest.approx(3 / 5)
     assert metrics.character_error_rate([""], [""]) == 0.0
+    assert metrics.word_error_rate(["the cat sat"], ["the cat sat on"]) == pytest.approx(1 / 4)
     assert metrics.word_accuracy([[1, 2]], [[1, 2]]) == 1.0
 
 

@@ -110,10 +110,6 @@ class Params:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def field_docs(cls) -> Dict[str, str]:
-        return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
-
-    @classmethod
     def field_defaults(cls) -> Dict[str, Any]:
         """Every setting's default: its type is what a JSON or command-line value is converted to."""
         return cls().to_dict()

@@ -1,15 +1,13 @@
-"""CTC decoding: network outputs -> class codes -> text.
+"""CTC decoding: network outputs -> class codes (``Alphabet.tf_decode`` and ``Alphabet.decode`` make them text).
 
 Codes come out as dense [batch, ..., time] int32 tensors padded with -1, never 0: 0 is a real
 character, and a zero-padded tensor could not tell "0" from padding.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Tuple
 
 import tensorflow as tf
-
-from tf_crnn.alphabet import Alphabet
 
 PADDING_CODE = -1
 
@@ -39,8 +37,3 @@ def beam_search_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor, beam_widt
     time_steps = tf.shape(logits)[0]
     codes = tf.stack([_dense(path, time_steps) for path in decoded], axis=1)
     return codes, log_probabilities
-
-
-def codes_to_texts(codes: Iterable[Iterable[int]], alphabet: Alphabet) -> List[str]:
-    """Python counterpart of ``Alphabet.tf_decode`` for rows of codes padded with -1."""
-    return [alphabet.decode(row) for row in codes]
