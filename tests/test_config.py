@@ -59,7 +59,7 @@ def test_from_json_missing_file_and_invalid_json(tmp_path):
     ("n_epochs=3", "n_epochs", 3.0),
     ("data_augmentation=false", "data_augmentation", False),
     ("skip_bad_samples=True", "skip_bad_samples", True),
-    ("learning_decay_staircase=1", "learning_decay_staircase", True),
+    ("alphabet_case_fold=1", "alphabet_case_fold", True),
     ("input_shape=64,512", "input_shape", [64, 512]),
     ("input_shape=[48, 256]", "input_shape", [48, 256]),
     ("conv_filters=8,8,16,16,32,32,32", "conv_filters", [8, 8, 16, 16, 32, 32, 32]),
@@ -136,6 +136,11 @@ def test_unknown_key_lists_the_valid_keys(tmp_path):
     ({"alphabet_units": [1, 2]}, "alphabet_units"),
     ({"alphabet": "greek"}, "alphabet"),
     ({"train_steps": 0, "n_epochs": 0}, "train_steps"),
+    # Settings that the chosen optimizer or schedule would ignore.
+    ({"optimizer": "adam", "momentum": 0.5}, "momentum"),
+    ({"learning_rate_schedule": "cosine", "learning_decay_rate": 0.5}, "learning_decay_rate"),
+    ({"learning_decay_staircase": True}, "learning_decay_staircase"),
+    ({"learning_decay_steps": 100}, "learning_decay_steps"),
 ])
 def test_impossible_values_are_rejected_naming_the_key(values, key):
     with pytest.raises(ParamsError) as error:

@@ -215,6 +215,15 @@ class Params:
         require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
                 f"must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
         require(0 < self.learning_decay_rate <= 1, "learning_decay_rate", "must be in (0, 1]")
+        # A setting given for an optimizer or schedule that does not use it would silently do nothing.
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        require(self.momentum == defaults["momentum"] or self.optimizer in ("rmsprop", "momentum"), "momentum",
+                f"only applies to the rmsprop and momentum optimizers, not {self.optimizer}")
+        for key in ("learning_decay_rate", "learning_decay_staircase"):
+            require(getattr(self, key) == defaults[key] or self.learning_rate_schedule == "exponential", key,
+                    f"only applies to learning_rate_schedule='exponential', not {self.learning_rate_schedule!r}")
+        require(self.learning_decay_steps == defaults["learning_decay_steps"] or self.learning_rate_schedule != "constant",
+                "learning_decay_steps", "does not apply to learning_rate_schedule='constant'")
         require(self.gradient_clip_norm >= 0, "gradient_clip_norm", "must be >= 0 (0 = off)")
         require(len(self.conv_filters) == 7 and all(isinstance(v, int) and v >= 1 for v in self.conv_filters),
                 "conv_filters", "must be 7 positive integers")
