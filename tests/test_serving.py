@@ -335,6 +335,7 @@ def test_batches_of_1_7_and_64_give_the_same_predictions(lines, expected, predic
 
 def test_predictor_loads_a_job_directory_and_reads_paths_bytes_and_arrays(job, lines, expected, predictor):
     assert predictor.path == job.export
+    assert predictor.batch_size == job.params.eval_batch_size  # the model's own setting by default
     # A folder of versions, as TF Serving is pointed at, means its newest version.
     best = os.path.join(job.job_dir, "export", "best")
     assert predict.find_saved_model(best) == os.path.join(best, max(export_model.export_names(best), key=int))

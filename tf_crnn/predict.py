@@ -63,11 +63,12 @@ def find_saved_model(model_dir: str) -> str:
 class Predictor:
     """Loads a SavedModel once and recognizes text in batches of paths, encoded bytes or arrays."""
 
-    def __init__(self, model_dir: str, batch_size: int = 32):
+    def __init__(self, model_dir: str, batch_size: Optional[int] = None):
+        """``batch_size`` images per model call; by default the model's own ``eval_batch_size``."""
         self.path = find_saved_model(model_dir)
         self.params = Params.from_json(os.path.join(self.path, "assets.extra", PARAMS_FILE))
         self.alphabet = Alphabet.from_params(self.params)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or self.params.eval_batch_size
         self._model = tf.saved_model.load(self.path)
         self._from_bytes = self._model.signatures["serving_default"]
         self._from_images = self._model.signatures["images"]
@@ -164,7 +165,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     source.add_argument("--images", nargs="+", metavar="IMAGE", help="Image files (PNG, JPEG, BMP, GIF).")
     source.add_argument("--csv", help="CSV of 'image_path;label' rows (or image paths only); labels give CER.")
     parser.add_argument("--output", help="Write 'image_path;prediction;score' rows (plus the label) to this CSV.")
-    parser.add_argument("--batch-size", type=int, default=32, help="Images per model call.")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="Images per model call (default: the model's eval_batch_size setting).")
     args = parser.parse_args(argv)
 
     try:

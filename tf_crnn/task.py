@@ -1,8 +1,9 @@
 """``python -m tf_crnn.task``: train, evaluate and export a CRNN, on a laptop or as a cloud training job.
 
 This module only parses arguments and wires the pieces together: Params from the command line, the
-Estimator from Params, ``train_and_evaluate``, the final export. Model code lives in ``model.py``,
-input code in ``data_handler.py``.
+RunConfig and distribution strategy from Params and TF_CONFIG, ``train_and_evaluate`` with its
+exporters (``export_model.py``), and the closing report. Model code lives in ``model.py``, input code
+in ``data_handler.py``.
 
 With no ``--train-csv`` it generates the embedded demo data set into the job directory and trains
 on it with the demo settings (``tf_crnn/configs/demo.json``), so a newcomer sees the whole pipeline
@@ -207,7 +208,7 @@ def refuse_misspelled_settings(parser: argparse.ArgumentParser, unknown: Sequenc
 
 
 def resolve_job_dir(args: argparse.Namespace, demo_mode: bool) -> str:
-    job_dir = args.job_dir or os.environ.get("AIP_MODEL_DIR")
+    job_dir = args.job_dir or os.environ.get(cloud.MODEL_DIR_ENV)
     if job_dir:
         return job_dir
     if demo_mode:
