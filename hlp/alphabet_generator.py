@@ -51,9 +51,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     import tensorflow as tf  # after argument parsing, so --help is fast
-    from tf_crnn.alphabet import Alphabet, AlphabetError
+    from tf_crnn.alphabet import Alphabet, AlphabetError, read_labels
     from tf_crnn.config import Params, ParamsError
-    from tf_crnn.data_handler import DataError, read_labels
+    from tf_crnn.csv_rows import DataError
 
     try:
         params = Params().with_overrides({"csv_delimiter": args.delimiter,

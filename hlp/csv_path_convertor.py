@@ -4,14 +4,14 @@ Why: tf_crnn resolves a relative image path against the folder of the CSV file t
 that is copied elsewhere, concatenated with CSVs from other folders, or read by a tool that
 resolves paths against the working directory then points at the wrong files. This helper writes a
 copy whose paths are absolute, resolved exactly as training would resolve them
-(``tf_crnn.data_handler.resolve_image_path``), so the copy works from any folder.
+(``tf_crnn.csv_rows.resolve_image_path``), so the copy works from any folder.
 
 Only the image path of each row changes. Everything else is kept byte for byte: the delimiter, the
 label (its spacing, Unicode and any odd bytes), the line endings (LF or CRLF), a UTF-8 byte order
 mark, blank lines, and whether the file ends with a newline. Paths that are already absolute (or
 URLs such as gs://...) are left exactly as written.
 
-Rows are parsed by ``tf_crnn.data_handler.read_csv_rows``, so a malformed row (no delimiter, two
+Rows are parsed by ``tf_crnn.csv_rows.read_csv_rows``, so a malformed row (no delimiter, two
 delimiters, empty path or label, invalid UTF-8) stops the conversion with its file and row number.
 
 ``--check`` writes nothing: it lists every row whose image file does not exist (and every
@@ -67,19 +67,17 @@ def default_output(input_csv: str) -> str:
 def check(input_csv: str, delimiter: str, out) -> int:
     """Reports missing images and malformed rows to ``out``; returns how many problems were found."""
     import tensorflow as tf
-    from tf_crnn.data_handler import read_csv_rows
 
-    problems: Dict[str, List[str]] = {}
-    rows = read_csv_rows(input_csv, delimiter, problems)
-    messages = [(row.line_number, f"{row.where}: {row.image_path} not found")
-                for row in rows if not tf.io.gfile.exists(row.image_path)]
-    for problem, places in problems.items():
-        for where in places:
-            messages.append((int(where.rsplit("row ", 1)[1]), f"{where}: {problem}"))
+    from tf_crnn.csv_rows import read_csv_rows
+
+    content = read_csv_rows(input_csv, delimiter)
+    rows = content.rows
+    missing = [row for row in rows if not tf.io.gfile.exists(row.image_path)]
+    messages = [(row.line_number, f"{row.where}: {row.image_path} not found") for row in missing]
+    messages += [(bad.line_number, f"{bad.where}: {bad.problem}") for bad in content.bad_rows]
     for _, message in sorted(messages):
         print(message, file=out)
-    missing = len(messages) - sum(len(p) for p in problems.values())
-    bad = len(messages) - missing
+    missing, bad = len(missing), len(content.bad_rows)
     if messages:
         print(f"{input_csv}: {missing} of {len(rows)} image file(s) not found"
               + (f", {bad} malformed row(s)" if bad else ""), file=out)
@@ -113,12 +111,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--check writes nothing: leave out --output")
 
     import tensorflow as tf  # after argument checks, so --help and usage errors are fast
-    from tf_crnn.data_handler import DataError, read_csv_rows
+    from tf_crnn.csv_rows import DataError, read_csv_rows
 
     try:
         if args.check:
             return 1 if check(args.input_csv, args.delimiter, sys.stdout) else 0
-        rows = read_csv_rows(args.input_csv, args.delimiter)
+        rows = read_csv_rows(args.input_csv, args.delimiter).strict()
         with tf.io.gfile.GFile(args.input_csv, "rb") as f:
             content = f.read()
     except DataError as error:

@@ -236,6 +236,11 @@ def test_resolve_auto_alphabet_without_labels():
         resolve_alphabet(Params(), [])
 
 
+def test_num_classes_is_units_plus_the_blank():
+    assert Alphabet(list("abc")).num_classes == 4
+    assert Alphabet(list("abc")).blank_code == 3
+
+
 def test_from_params_needs_resolved_units():
     with pytest.raises(AlphabetError, match="not been resolved"):
         Alphabet.from_params(Params())

@@ -3,6 +3,9 @@ import json
 
 import pytest
 
+import tensorflow as tf
+
+from tf_crnn import network
 from tf_crnn.config import Params, ParamsError, check_resumable
 
 
@@ -183,24 +186,11 @@ def test_integral_floats_are_accepted_for_integer_settings():
     assert Params.from_dict({"train_batch_size": 8.0}).train_batch_size == 8
 
 
-def test_num_classes_is_units_plus_blank():
-    assert Params(alphabet_units=list("abc")).num_classes == 4
-    assert Params(alphabet_units=[str(d) for d in range(10)]).num_classes == 11
-
-
-def test_num_classes_before_the_alphabet_is_resolved():
-    with pytest.raises(ParamsError, match="alphabet_units.*not been resolved"):
-        Params().num_classes
-
-
-def test_downscale_factor_and_time_steps():
-    params = Params()
-    assert params.downscale_factor == 4
-    for width, steps in ((12, 2), (15, 2), (16, 3), (100, 24), (128, 31), (255, 62), (256, 63), (3, 0)):
-        assert params.time_steps(width) == steps, width
-    assert params.max_time_steps == 31
-    assert Params(input_shape=[32, 400]).max_time_steps == 99
-    assert (params.image_height, params.image_width) == (32, 128)
+def test_time_steps_in_python_and_in_the_graph():
+    widths = [3, 7, 8, 12, 15, 16, 100, 128, 255, 256, 400]
+    expected = [1, 1, 1, 2, 2, 3, 24, 31, 62, 63, 99]
+    assert [network.time_steps(width) for width in widths] == expected
+    assert network.time_steps(tf.constant(widths)).numpy().tolist() == expected
 
 
 def test_steps_for_epochs():

@@ -54,11 +54,11 @@ def test_relative_paths_made_absolute_rest_byte_identical(dataset):
     assert csv.read_bytes() == content  # input untouched
 
     # The converted file is read by tf_crnn to the same images and labels from any folder.
-    from tf_crnn.data_handler import read_csv_rows
+    from tf_crnn.csv_rows import read_csv_rows
     moved = data.parent / "moved.csv"
     moved.write_bytes(out.read_bytes())
-    assert [(r.image_path, r.label) for r in read_csv_rows(str(moved), ";")] == \
-           [(r.image_path, r.label) for r in read_csv_rows(str(csv), ";")]
+    assert [(r.image_path, r.label) for r in read_csv_rows(str(moved), ";").rows] == \
+           [(r.image_path, r.label) for r in read_csv_rows(str(csv), ";").rows]
 
 
 def test_crlf_bom_no_final_newline_and_other_delimiter(dataset, tmp_path):

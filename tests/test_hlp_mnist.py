@@ -103,8 +103,8 @@ def test_npz_source_writes_both_splits_from_their_own_digits(tmp_path, mnist_npz
     assert sorted(os.listdir(os.path.join(out, "images"))) == sorted(
         [f"train_{i:06d}.png" for i in range(40)] + [f"test_{i:06d}.png" for i in range(15)])
 
-    from tf_crnn.data_handler import read_csv_rows
-    rows = read_csv_rows(os.path.join(out, "train.csv"), ";")
+    from tf_crnn.csv_rows import read_csv_rows
+    rows = read_csv_rows(os.path.join(out, "train.csv"), ";").strict()
     assert len(rows) == 40
     assert all(os.path.isabs(r.image_path) and os.path.isfile(r.image_path) for r in rows)
     assert [r.label for r in rows] == [label for _, label in train]
@@ -119,8 +119,8 @@ def test_idx_folder_gzipped_and_plain_with_options(tmp_path, mnist_idx_folder):
     check_split(out, "test", 10, 1, 2, 0, 0, delimiter="|")
     assert {len(label) for _, label in train} == {1, 2}
 
-    from tf_crnn.data_handler import read_csv_rows
-    rows = read_csv_rows(os.path.join(out, "test.csv"), "|")
+    from tf_crnn.csv_rows import read_csv_rows
+    rows = read_csv_rows(os.path.join(out, "test.csv"), "|").strict()
     assert len(rows) == 10 and all(os.path.isfile(r.image_path) for r in rows)
 
 
@@ -149,7 +149,8 @@ def test_same_seed_same_files_and_test_split_independent_of_n_train(tmp_path, mn
 
 def test_output_feeds_the_training_pipeline(tmp_path, mnist_npz):
     from tf_crnn.config import Params
-    from tf_crnn.data_handler import load_samples, with_resolved_alphabet
+    from tf_crnn.alphabet import with_resolved_alphabet
+    from tf_crnn.checks import check_csv_files as load_samples
 
     out = tmp_path / "out"
     assert gen.main(["--mnist", mnist_npz, "--output", str(out), "--n-train", "24", "--n-test", "6"]) == 0

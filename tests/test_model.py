@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import digit_line
-from tf_crnn import data_handler, decoding, metrics, model
+from tf_crnn import data_handler, decoding, metrics, model, network
+from tf_crnn.alphabet import with_resolved_alphabet
 from tf_crnn.config import Params
 from tf_crnn.demo import DEMO_ALPHABET, generate_demo_dataset
 
@@ -20,7 +21,7 @@ TINY = {"conv_filters": [8, 16, 16, 16, 32, 32, 32], "rnn_units": 24, "alphabet_
 
 def tiny_params(**overrides) -> Params:
     params = Params().with_overrides({**TINY, **overrides})
-    return data_handler.with_resolved_alphabet(params, [])
+    return with_resolved_alphabet(params, [])
 
 
 def graph_ops(spec_fn):
@@ -55,11 +56,11 @@ def test_network_output_has_one_step_per_four_columns(width):
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         images = tf.random.uniform([3, 32, width, 1])
         widths = tf.constant([width, width // 2, 9])
-        lengths = model.sequence_lengths_for(widths, params)
-        logits = model.CRNN(params)(images, lengths)
+        lengths = network.time_steps(widths)
+        logits = network.CRNN(params, len(DEMO_ALPHABET) + 1)(images, lengths)
         session.run(tf.compat.v1.global_variables_initializer())
         logits_value, lengths_value = session.run([logits, lengths])
-    assert logits_value.shape == (3, params.time_steps(width), len(DEMO_ALPHABET) + 1)
+    assert logits_value.shape == (3, network.time_steps(width), len(DEMO_ALPHABET) + 1)
     assert logits_value.shape[1] == width // 4 - 1
     assert list(lengths_value) == [width // 4 - 1, max((width // 2) // 4 - 1, 1), 1]
 
@@ -123,7 +124,7 @@ def test_predict_outputs_are_batch_major_and_padded_with_minus_one(demo_data):
         out = session.run(spec.predictions)
     assert out["words"].shape == (5,)
     assert out["top_words"].shape == (5, 3) and out["scores"].shape == (5, 3)
-    assert out["codes"].shape == (5, params.max_time_steps)
+    assert out["codes"].shape == (5, network.time_steps(params.input_shape[1]))
     assert np.all(np.diff(out["scores"], axis=1) <= 1e-5)  # best path first
     for codes, length in zip(out["codes"], out["sequence_lengths"]):
         valid = codes[codes >= 0]

@@ -170,10 +170,10 @@ def test_the_module_table_covers_every_module():
 
 
 def test_image_size_bound_is_the_code_value():
-    from tf_crnn import data_handler
+    from tf_crnn import images
 
     value = re.search(r"`MAX_IMAGE_PIXELS` =\s*([\d,]+)", readme()).group(1)
-    assert int(value.replace(",", "")) == data_handler.MAX_IMAGE_PIXELS
+    assert int(value.replace(",", "")) == images.MAX_IMAGE_PIXELS
 
 
 def test_builtin_alphabet_sizes():

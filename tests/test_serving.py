@@ -24,6 +24,8 @@ from conftest import digit_line
 from tf_crnn import data_handler, export_model, metrics, model, predict, task
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
+from tf_crnn.csv_rows import read_csv_rows
+from tf_crnn.images import MAX_IMAGE_PIXELS
 
 TRAIN_STEPS = 300
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -141,7 +143,7 @@ def job(tmp_path_factory) -> Job:
 def lines(tmp_path_factory) -> Lines:
     folder = tmp_path_factory.mktemp("lines")
     csv_file = write_digit_csv(folder, "lines", 72, seed=2, formats=FORMATS)
-    rows = data_handler.read_csv_rows(csv_file, ";")
+    rows = read_csv_rows(csv_file, ";").strict()
     paths = [row.image_path for row in rows]
     return Lines(csv_file, paths, [open(path, "rb").read() for path in paths], [row.label for row in rows])
 
@@ -338,7 +340,7 @@ def test_predictor_loads_a_job_directory_and_reads_paths_bytes_and_arrays(job, l
     assert predictor.batch_size == job.params.eval_batch_size  # the model's own setting by default
     # A folder of versions, as TF Serving is pointed at, means its newest version.
     best = os.path.join(job.job_dir, "export", "best")
-    assert predict.find_saved_model(best) == os.path.join(best, max(export_model.export_names(best), key=int))
+    assert predict.find_saved_model(best) == os.path.join(best, max(predict.export_names(best), key=int))
     words = [w.decode() for w in expected["words"]]
     assert [p.text for p in predictor.predict_files(lines.paths)] == words
     assert [p.source for p in predictor.predict_files(lines.paths)] == lines.paths
@@ -410,7 +412,7 @@ def test_huge_images_are_refused_and_large_ones_downscaled_within_bounded_memory
     del huge
     line = digit_line(lines.labels[0])
     large = cv2.resize(line, None, fx=100, fy=100, interpolation=cv2.INTER_NEAREST)  # up to 27 megapixels
-    assert large.size < data_handler.MAX_IMAGE_PIXELS
+    assert large.size < MAX_IMAGE_PIXELS
     cv2.imwrite(str(tmp_path / "large.png"), large)
     # A peak only grows: measure the refusal before the large image.
     result = subprocess.run([sys.executable, "-c", BIG_IMAGES_SCRIPT, job.export, str(tmp_path / "huge.png"),
@@ -421,7 +423,7 @@ def test_huge_images_are_refused_and_large_ones_downscaled_within_bounded_memory
           f"{large.shape[0]} x {large.shape[1]} PNG {read['peak_rss_increase_mb']:.0f} MB "
           f"(process peak {read['peak_rss_mb']:.0f} MB)")
     assert refused["error"] == (f"assertion failed: [image of 20000 x 20000 pixels: more than the "
-                                f"{data_handler.MAX_IMAGE_PIXELS} pixels tf_crnn decodes]")
+                                f"{MAX_IMAGE_PIXELS} pixels tf_crnn decodes]")
     assert refused["peak_rss_increase_mb"] < 100
     assert read["words"] == expected["words"][0].decode()
     assert read["peak_rss_increase_mb"] < 40 * large.size / 2 ** 20  # bytes per pixel, well above the ~19 measured

@@ -13,6 +13,8 @@ from typing import Dict, Iterable, List, Sequence
 
 import tensorflow as tf
 
+from tf_crnn.csv_rows import read_csv_rows
+
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "alphabets")
 BUILTIN_NAMES = ("digits", "letters_symbols", "letters_digits_symbols")
 
@@ -86,7 +88,7 @@ class Alphabet:
         """The alphabet already resolved into ``params.alphabet_units`` (no file is read)."""
         if not params.alphabet_units:
             raise AlphabetError("params.alphabet_units is empty: the alphabet has not been resolved "
-                                "(tf_crnn.data_handler.with_resolved_alphabet)")
+                                "(tf_crnn.alphabet.with_resolved_alphabet)")
         return cls(params.alphabet_units, params.string_split_delimiter, params.alphabet_case_fold)
 
     def to_lookup_json(self, path: str) -> None:
@@ -162,23 +164,56 @@ def _split(label: str, split_delimiter: str) -> List[str]:
     return [piece for piece in label.split(split_delimiter) if piece]
 
 
-def resolve_alphabet(params, training_labels: Iterable[str] = ()) -> Alphabet:
-    """The Alphabet that ``params`` asks for.
+# Where the alphabet comes from, in the order the settings are looked at. Params.validate refuses
+# settings that name two sources, so the order only matters once a run has saved its units.
+SOURCE_UNITS = "alphabet_units"  # resolved already (a saved run)
+SOURCE_LOOKUP_FILE = "lookup_alphabet_file"
+SOURCE_STRING = "alphabet_string"
+SOURCE_BUILTIN = "alphabet"
+SOURCE_TRAINING_LABELS = "training labels"  # alphabet='auto'
 
-    Order: the already resolved ``alphabet_units`` (a saved run), ``lookup_alphabet_file``,
-    ``alphabet_string``, a built-in ``alphabet`` name, or (``alphabet='auto'``) every unit found in
-    ``training_labels``.
-    """
+
+def alphabet_source(params) -> str:
+    """Which setting the alphabet of ``params`` comes from: one of the ``SOURCE_*`` names."""
+    for source in (SOURCE_UNITS, SOURCE_LOOKUP_FILE, SOURCE_STRING):
+        if getattr(params, source):
+            return source
+    return SOURCE_BUILTIN if params.alphabet != "auto" else SOURCE_TRAINING_LABELS
+
+
+def resolve_alphabet(params, training_labels: Iterable[str] = ()) -> Alphabet:
+    """The Alphabet that ``params`` asks for (see :func:`alphabet_source`)."""
     delimiter, fold = params.string_split_delimiter, params.alphabet_case_fold
-    if params.alphabet_units:
+    source = alphabet_source(params)
+    if source == SOURCE_UNITS:
         return Alphabet.from_params(params)
-    if params.lookup_alphabet_file:
+    if source == SOURCE_LOOKUP_FILE:
         return Alphabet.from_lookup_json(params.lookup_alphabet_file, delimiter, fold)
-    if params.alphabet_string:
+    if source == SOURCE_STRING:
         return Alphabet.from_string(params.alphabet_string, delimiter, fold)
-    if params.alphabet != "auto":
+    if source == SOURCE_BUILTIN:
         return Alphabet.builtin(params.alphabet, delimiter, fold)
     labels = list(training_labels)
     if not labels:
         raise AlphabetError("alphabet='auto' needs training labels to collect the alphabet from")
     return Alphabet.from_labels(labels, delimiter, fold)
+
+
+def with_resolved_alphabet(params, train_csv_files: Sequence[str]):
+    """``params`` with ``alphabet_units`` filled in, from the training labels when ``alphabet='auto'``."""
+    if alphabet_source(params) == SOURCE_UNITS:
+        return params
+    needs_labels = alphabet_source(params) == SOURCE_TRAINING_LABELS
+    labels = read_labels(train_csv_files, params) if needs_labels else []
+    return params.with_overrides({SOURCE_UNITS: resolve_alphabet(params, labels).units})
+
+
+def read_labels(csv_files: Sequence[str], params) -> List[str]:
+    """Every label of ``csv_files``; a malformed row is skipped when ``params.skip_bad_samples``,
+    else an error (``DataError``) naming it."""
+    labels = []
+    for csv_file in csv_files:
+        content = read_csv_rows(csv_file, params.csv_delimiter)
+        rows = content.rows if params.skip_bad_samples else content.strict()
+        labels += [row.label for row in rows]
+    return labels

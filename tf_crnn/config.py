@@ -17,13 +17,12 @@ from typing import Any, Dict, Iterable, List
 
 import tensorflow as tf
 
+from tf_crnn import network
 from tf_crnn.alphabet import BUILTIN_NAMES
 
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
 LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored", "parameter_server")
-# Number of 2x2 poolings along the width in the paper's conv stack (the other two pool height only).
-WIDTH_POOLINGS = 2
 
 
 class ParamsError(ValueError):
@@ -47,8 +46,8 @@ class Params:
     skip_bad_samples: bool = _doc(False, "Skip (and count) unreadable rows and images instead of stopping with an error.")
     # --- alphabet ----------------------------------------------------------------------------
     alphabet: str = _doc("auto", "Built-in alphabet name (digits, letters_symbols, letters_digits_symbols), or 'auto' to collect it from the training CSV labels.")
-    alphabet_string: str = _doc("", "The alphabet as a plain string of units (split like labels). Overrides 'alphabet'.")
-    lookup_alphabet_file: str = _doc("", "tf-crnn lookup JSON {\"unit\": code}. Overrides 'alphabet'.")
+    alphabet_string: str = _doc("", "The alphabet as a plain string of units (split like labels); leave 'alphabet' at 'auto'.")
+    lookup_alphabet_file: str = _doc("", "tf-crnn lookup JSON {\"unit\": code}; leave 'alphabet' at 'auto'.")
     alphabet_case_fold: bool = _doc(False, "Lower-case labels and alphabet, so that 'A' and 'a' are one class.")
     alphabet_units: List[str] = _doc([], "The resolved alphabet, in code order (filled in from the sources above and saved with the run).")
     # --- augmentation (TRAIN only; each is off at 0) --------------------------------------------
@@ -110,17 +109,22 @@ class Params:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def _refuse_unknown(cls, values: Dict[str, Any], source: str) -> None:
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ParamsError(
+                f"Unknown setting(s) {', '.join(unknown)} in {source}. "
+                f"Valid settings: {', '.join(cls.field_names())}"
+            )
+
+    @classmethod
     def field_defaults(cls) -> Dict[str, Any]:
         """Every setting's default: its type is what a JSON or command-line value is converted to."""
         return cls().to_dict()
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "settings") -> "Params":
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ParamsError(
-                f"Unknown setting(s) {', '.join(unknown)} in {source}. Valid settings: {', '.join(cls.field_names())}"
-            )
+        cls._refuse_unknown(values, source)
         defaults = cls.field_defaults()
         coerced = {key: _coerce(key, value, defaults[key]) for key, value in values.items()}
         return cls(**coerced)
@@ -155,11 +159,7 @@ class Params:
     def with_overrides(self, overrides: Dict[str, Any], source: str = "overrides") -> "Params":
         """A copy with ``overrides`` (values may be strings from the command line) applied."""
         merged = self.to_dict()
-        unknown = sorted(set(overrides) - set(merged))
-        if unknown:
-            raise ParamsError(
-                f"Unknown setting(s) {', '.join(unknown)} in {source}. Valid settings: {', '.join(self.field_names())}"
-            )
+        self._refuse_unknown(overrides, source)
         # Converted to the type of the default, not of the current value (which may be 1 for a float).
         defaults = self.field_defaults()
         merged.update({key: _coerce(key, value, defaults[key]) for key, value in overrides.items()})
@@ -177,9 +177,8 @@ class Params:
 
         require(len(self.input_shape) == 2 and all(isinstance(v, int) for v in self.input_shape), "input_shape", "must be [height, width]")
         height, width = self.input_shape
-        require(height >= 32 and height % 16 == 0, "input_shape",
-                "height must be a multiple of 16, at least 32: the conv stack halves it 4 times, then a 2x2 valid conv")
-        require(width >= 4 * 3, "input_shape", "width must be at least 12 so that at least 2 time steps remain")
+        problem = network.input_shape_problem(height, width)
+        require(problem is None, "input_shape", problem)
         require(self.input_channels in (1, 3), "input_channels", "must be 1 or 3")
         require(len(self.csv_delimiter) == 1, "csv_delimiter", "must be one character")
         require(self.string_split_delimiter != self.csv_delimiter or not self.string_split_delimiter,
@@ -234,34 +233,6 @@ class Params:
         require(len(set(self.alphabet_units)) == len(self.alphabet_units), "alphabet_units", "units must be unique")
 
     # --- derived values ----------------------------------------------------------------------
-    @property
-    def image_height(self) -> int:
-        return self.input_shape[0]
-
-    @property
-    def image_width(self) -> int:
-        return self.input_shape[1]
-
-    @property
-    def downscale_factor(self) -> int:
-        """Input columns per output time step."""
-        return 2 ** WIDTH_POOLINGS
-
-    @property
-    def num_classes(self) -> int:
-        """Alphabet units plus the CTC blank (the last class)."""
-        if not self.alphabet_units:
-            raise ParamsError("alphabet_units: the alphabet has not been resolved yet")
-        return len(self.alphabet_units) + 1
-
-    def time_steps(self, width: int) -> int:
-        """CTC time steps for an image of ``width`` columns: floor(width / 4) - 1 (the final 2x2 valid conv)."""
-        return max(width // self.downscale_factor - 1, 0)
-
-    @property
-    def max_time_steps(self) -> int:
-        return self.time_steps(self.image_width)
-
     def steps_for_epochs(self, num_samples: int) -> int:
         """Training steps that cover ``n_epochs`` of ``num_samples`` at the global batch size."""
         return max(1, math.ceil(self.n_epochs * num_samples / self.train_batch_size))

@@ -9,7 +9,7 @@ from typing import Tuple
 
 import tensorflow as tf
 
-PADDING_CODE = -1
+from tf_crnn.constants import PADDING_CODE
 
 
 def _dense(sparse: tf.SparseTensor, time_steps: tf.Tensor) -> tf.Tensor:

@@ -27,11 +27,22 @@ import tensorflow as tf
 
 from tf_crnn import data_handler, model
 from tf_crnn.config import Params
-
-PARAMS_FILE = "params.json"
-EVAL_RESULT_FILE = "eval_result.json"
-EXPORT_DIR = "export"
-SERVING_OUTPUTS = ("words", "top_words", "scores", "codes", "sequence_lengths")
+from tf_crnn.predict import export_names
+from tf_crnn.constants import (
+    ASSETS_EXTRA,
+    EVAL_RESULT_FILE,
+    EXPORT_DIR,
+    EXPORT_MANUAL,
+    IMAGE_BYTES,
+    IMAGES,
+    IMAGES_WIDTHS,
+    FILENAMES,
+    PARAMS_FILE,
+    SERVING_OUTPUTS,
+    SIGNATURE_BYTES,
+    SIGNATURE_FILENAMES,
+    SIGNATURE_IMAGES,
+)
 
 
 class ExportError(RuntimeError):
@@ -62,9 +73,9 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
                 return tf.compat.v1.saved_model.predict_signature_def(tensors, outputs)
 
             signatures = {
-                tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: signature(image_bytes=inputs.image_bytes),
-                "images": signature(images=inputs.images, images_widths=inputs.images_widths),
-                "filenames": signature(filenames=inputs.filenames),
+                SIGNATURE_BYTES: signature(**{IMAGE_BYTES: inputs.image_bytes}),
+                SIGNATURE_IMAGES: signature(**{IMAGES: inputs.images, IMAGES_WIDTHS: inputs.images_widths}),
+                SIGNATURE_FILENAMES: signature(**{FILENAMES: inputs.filenames}),
             }
             with tf.compat.v1.Session(graph=graph) as session:
                 tf.compat.v1.train.Saver().restore(session, checkpoint_path)
@@ -73,11 +84,11 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
                     session, [tf.saved_model.SERVING], signature_def_map=signatures,
                     main_op=tf.compat.v1.tables_initializer(), strip_default_attrs=True)
                 builder.save()
-        tf.io.gfile.makedirs(os.path.join(temp_dir, "assets.extra"))
-        with tf.io.gfile.GFile(os.path.join(temp_dir, "assets.extra", PARAMS_FILE), "w") as f:
+        tf.io.gfile.makedirs(os.path.join(temp_dir, ASSETS_EXTRA))
+        with tf.io.gfile.GFile(os.path.join(temp_dir, ASSETS_EXTRA, PARAMS_FILE), "w") as f:
             f.write(params.to_json_string())
         if eval_result is not None:
-            with tf.io.gfile.GFile(os.path.join(temp_dir, "assets.extra", EVAL_RESULT_FILE), "w") as f:
+            with tf.io.gfile.GFile(os.path.join(temp_dir, ASSETS_EXTRA, EVAL_RESULT_FILE), "w") as f:
                 f.write(json.dumps({key: float(value) for key, value in eval_result.items()}) + "\n")
         tf.io.gfile.rename(temp_dir, final_dir)
     except BaseException:
@@ -121,18 +132,11 @@ class ServingExporter(tf.estimator.Exporter):
         return path
 
 
-def export_names(export_base: str) -> List[str]:
-    """The finished (timestamp-named) exports in ``export_base``."""
-    if not tf.io.gfile.isdir(export_base):
-        return []
-    return [name.rstrip("/") for name in tf.io.gfile.listdir(export_base) if name.rstrip("/").isdigit()]
-
-
 def _exports_with_cer(export_base: str) -> List[Tuple[str, float]]:
     """(path, evaluation CER) of the finished exports in ``export_base`` that were made by an exporter."""
     exports = []
     for name in export_names(export_base):
-        result_file = os.path.join(export_base, name, "assets.extra", EVAL_RESULT_FILE)
+        result_file = os.path.join(export_base, name, ASSETS_EXTRA, EVAL_RESULT_FILE)
         if tf.io.gfile.exists(result_file):
             with tf.io.gfile.GFile(result_file) as f:
                 exports.append((os.path.join(export_base, name), float(json.load(f)["cer"])))
@@ -174,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ExportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    export_dir = args.export_dir or os.path.join(args.job_dir, EXPORT_DIR, "manual")
+    export_dir = args.export_dir or os.path.join(args.job_dir, EXPORT_DIR, EXPORT_MANUAL)
     path = export_saved_model(checkpoint, params, export_dir)
     print(f"exported {checkpoint} to {path}")
     return 0

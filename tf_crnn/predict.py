@@ -19,10 +19,24 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tf_crnn import data_handler, metrics
+from tf_crnn import metrics
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
-from tf_crnn.export_model import EXPORT_DIR, PARAMS_FILE, export_names
+from tf_crnn.constants import (
+    ASSETS_EXTRA,
+    EXPORT_DIR,
+    IMAGE_BYTES,
+    IMAGES,
+    IMAGES_WIDTHS,
+    PARAMS_FILE,
+    SCORES,
+    SIGNATURE_BYTES,
+    SIGNATURE_IMAGES,
+    TOP_WORDS,
+    WORDS,
+)
+from tf_crnn.csv_rows import DataError, read_csv_rows
+from tf_crnn.images import preprocess_image, to_model_channels
 
 # How many of the worst predictions a labelled CSV run lists.
 WORST_SHOWN = 10
@@ -36,6 +50,15 @@ class Prediction:
     top_texts: List[str] = field(default_factory=list)
     scores: List[float] = field(default_factory=list)
     error: Optional[str] = None
+
+
+def export_names(export_base: str) -> List[str]:
+    """The finished (timestamp-named) SavedModel versions in ``export_base``; unfinished ones are
+    written under a ``temp-`` name first."""
+    if not tf.io.gfile.isdir(export_base):
+        return []
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(export_base))
+    return [name for name in names if name.isdigit()]
 
 
 def find_saved_model(model_dir: str) -> str:
@@ -66,12 +89,12 @@ class Predictor:
     def __init__(self, model_dir: str, batch_size: Optional[int] = None):
         """``batch_size`` images per model call; by default the model's own ``eval_batch_size``."""
         self.path = find_saved_model(model_dir)
-        self.params = Params.from_json(os.path.join(self.path, "assets.extra", PARAMS_FILE))
+        self.params = Params.from_json(os.path.join(self.path, ASSETS_EXTRA, PARAMS_FILE))
         self.alphabet = Alphabet.from_params(self.params)
         self.batch_size = batch_size or self.params.eval_batch_size
         self._model = tf.saved_model.load(self.path)
-        self._from_bytes = self._model.signatures["serving_default"]
-        self._from_images = self._model.signatures["images"]
+        self._from_bytes = self._model.signatures[SIGNATURE_BYTES]
+        self._from_images = self._model.signatures[SIGNATURE_IMAGES]
 
     def predict_files(self, paths: Sequence[str], progress: bool = False) -> List[Prediction]:
         """Image files (any gfile path) -> predictions; a file that cannot be read or decoded gets ``error``.
@@ -107,11 +130,11 @@ class Predictor:
         """uint8 arrays [h, w] (gray) or [h, w, 3|4] (RGB, RGBA) -> predictions, preprocessed like training."""
         results: List[Prediction] = []
         for batch in self._batches(len(images), progress):
-            fitted = [data_handler.preprocess_image(
-                data_handler.to_model_channels(np.asarray(image, np.uint8), self.params.input_channels), self.params)
-                for image in images[batch]]
-            outputs = self._from_images(images=tf.stack([pixels for pixels, _ in fitted]),
-                                        images_widths=tf.stack([width for _, width in fitted]))
+            channels = self.params.input_channels
+            fitted = [preprocess_image(to_model_channels(np.asarray(image, np.uint8), channels), self.params)
+                      for image in images[batch]]
+            outputs = self._from_images(**{IMAGES: tf.stack([pixels for pixels, _ in fitted]),
+                                           IMAGES_WIDTHS: tf.stack([width for _, width in fitted])})
             results += self._outputs_to_predictions(outputs, [f"array {i}" for i in range(batch.start, batch.stop)])
         return results
 
@@ -127,22 +150,22 @@ class Predictor:
         if not contents:
             return []
         try:
-            return self._outputs_to_predictions(self._from_bytes(image_bytes=tf.constant(contents, tf.string)), sources)
+            return self._outputs_to_predictions(self._from_bytes(**{IMAGE_BYTES: tf.constant(contents, tf.string)}), sources)
         except tf.errors.InvalidArgumentError:
             # One bad image fails its whole batch: redo it image by image to name the culprit.
             return [self._predict_one(item, source) for item, source in zip(contents, sources)]
 
     def _predict_one(self, contents: bytes, source: str) -> Prediction:
         try:
-            return self._outputs_to_predictions(self._from_bytes(image_bytes=tf.constant([contents])), [source])[0]
+            return self._outputs_to_predictions(self._from_bytes(**{IMAGE_BYTES: tf.constant([contents])}), [source])[0]
         except tf.errors.InvalidArgumentError as error:
             return Prediction(source, error=f"cannot decode image: {error_reason(error)}")
 
     @staticmethod
     def _outputs_to_predictions(outputs, sources: Sequence[str]) -> List[Prediction]:
-        words = outputs["words"].numpy()
-        top_words = outputs["top_words"].numpy()
-        scores = outputs["scores"].numpy()
+        words = outputs[WORDS].numpy()
+        top_words = outputs[TOP_WORDS].numpy()
+        scores = outputs[SCORES].numpy()
         return [Prediction(source, words[i].decode("utf-8"), [w.decode("utf-8") for w in top_words[i]],
                            [float(s) for s in scores[i]]) for i, source in enumerate(sources)]
 
@@ -176,8 +199,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.csv:
         try:
-            rows = data_handler.read_csv_rows(args.csv, predictor.params.csv_delimiter, labels_optional=True)
-        except data_handler.DataError as error:
+            rows = read_csv_rows(args.csv, predictor.params.csv_delimiter, labels_optional=True).strict()
+        except DataError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         paths, labels = [row.image_path for row in rows], [row.label for row in rows]
