@@ -1,15 +1,16 @@
 """`Alphabet`: label units <-> class codes, in Python and in the TensorFlow graph.
 
 A *unit* is what the network predicts per time step: by default one Unicode character (so accented,
-Chinese or Arabic text works without byte splitting), or, when ``string_split_delimiter`` is set, the
-pieces of a label split on it, so multi-character units (ligatures, abbreviations) are single classes.
-Codes are 0..N-1 in alphabet order and the CTC blank is class N, the last one.
+Chinese or Arabic text works without byte splitting), or, when ``string_split_delimiter`` is set,
+the pieces of a label split on it, so multi-character units (ligatures, abbreviations) are single
+classes. Codes are 0..N-1 in alphabet order and the CTC blank is class N, the last one.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, List, Sequence
+from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 
@@ -39,56 +40,73 @@ class Alphabet:
             long_units = [u for u in units if len(u) != 1]
             if long_units:
                 raise AlphabetError(
-                    f"Units {long_units[:5]} have several characters: set string_split_delimiter to use multi-character units"
+                    f"Units {long_units[:5]} have several characters: set string_split_delimiter "
+                    f"to use multi-character units"
                 )
-        self.units: List[str] = units
+        self.units: list[str] = units
         self.split_delimiter = split_delimiter
         self.case_fold = case_fold
-        self._codes: Dict[str, int] = {u: i for i, u in enumerate(units)}
+        self._codes: dict[str, int] = {u: i for i, u in enumerate(units)}
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
-    def from_string(cls, text: str, split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
+    def from_string(cls, text: str, split_delimiter: str = "", case_fold: bool = False) -> Alphabet:
         """Units of ``text`` in order of first appearance (split like a label)."""
         units = _split(text.lower() if case_fold else text, split_delimiter)
         return cls(list(dict.fromkeys(units)), split_delimiter, case_fold)
 
     @classmethod
-    def from_labels(cls, labels: Iterable[str], split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
-        """Every unit that occurs in ``labels``, sorted by code point for a stable, readable order."""
+    def from_labels(
+        cls, labels: Iterable[str], split_delimiter: str = "", case_fold: bool = False
+    ) -> Alphabet:
+        """Every unit that occurs in ``labels``, sorted by code point for a stable, readable
+        order."""
         units = set()
         for label in labels:
             units.update(_split(label.lower() if case_fold else label, split_delimiter))
         return cls(sorted(units), split_delimiter, case_fold)
 
     @classmethod
-    def from_lookup_json(cls, path: str, split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
-        """tf-crnn's ``{"unit": code}`` file. Units are ordered by code; classes are renumbered 0..N-1."""
+    def from_lookup_json(
+        cls, path: str, split_delimiter: str = "", case_fold: bool = False
+    ) -> Alphabet:
+        """tf-crnn's ``{"unit": code}`` file. Units are ordered by code; classes are renumbered
+        0..N-1."""
         if not tf.io.gfile.exists(path):
             raise AlphabetError(f"Alphabet lookup file {path} does not exist")
         with tf.io.gfile.GFile(path, "r") as f:
             try:
                 lookup = json.load(f)
             except json.JSONDecodeError as error:
-                raise AlphabetError(f"Alphabet lookup file {path} is not valid JSON: {error}") from None
+                raise AlphabetError(
+                    f"Alphabet lookup file {path} is not valid JSON: {error}"
+                ) from None
         if not isinstance(lookup, dict) or not all(isinstance(c, int) for c in lookup.values()):
-            raise AlphabetError(f"Alphabet lookup file {path} must map each unit to an integer code")
+            raise AlphabetError(
+                f"Alphabet lookup file {path} must map each unit to an integer code"
+            )
         if len(set(lookup.values())) != len(lookup):
             raise AlphabetError(f"Alphabet lookup file {path} gives the same code to several units")
         return cls(sorted(lookup, key=lookup.get), split_delimiter, case_fold)
 
     @classmethod
-    def builtin(cls, name: str, split_delimiter: str = "", case_fold: bool = False) -> "Alphabet":
+    def builtin(cls, name: str, split_delimiter: str = "", case_fold: bool = False) -> Alphabet:
         if name not in BUILTIN_NAMES:
-            raise AlphabetError(f"Unknown built-in alphabet {name!r}; choose one of {', '.join(BUILTIN_NAMES)}")
-        return cls.from_lookup_json(os.path.join(BUILTIN_DIR, f"{name}.json"), split_delimiter, case_fold)
+            raise AlphabetError(
+                f"Unknown built-in alphabet {name!r}; choose one of {', '.join(BUILTIN_NAMES)}"
+            )
+        return cls.from_lookup_json(
+            os.path.join(BUILTIN_DIR, f"{name}.json"), split_delimiter, case_fold
+        )
 
     @classmethod
-    def from_params(cls, params) -> "Alphabet":
+    def from_params(cls, params) -> Alphabet:
         """The alphabet already resolved into ``params.alphabet_units`` (no file is read)."""
         if not params.alphabet_units:
-            raise AlphabetError("params.alphabet_units is empty: the alphabet has not been resolved "
-                                "(tf_crnn.alphabet.with_resolved_alphabet)")
+            raise AlphabetError(
+                "params.alphabet_units is empty: the alphabet has not been resolved "
+                "(tf_crnn.alphabet.with_resolved_alphabet)"
+            )
         return cls(params.alphabet_units, params.string_split_delimiter, params.alphabet_case_fold)
 
     def to_lookup_json(self, path: str) -> None:
@@ -107,14 +125,14 @@ class Alphabet:
     def blank_code(self) -> int:
         return len(self.units)
 
-    def split(self, label: str) -> List[str]:
+    def split(self, label: str) -> list[str]:
         """The units of ``label`` (after case folding, when enabled)."""
         return _split(label.lower() if self.case_fold else label, self.split_delimiter)
 
-    def unknown_units(self, label: str) -> List[str]:
+    def unknown_units(self, label: str) -> list[str]:
         return [u for u in self.split(label) if u not in self._codes]
 
-    def encode(self, label: str) -> List[int]:
+    def encode(self, label: str) -> list[int]:
         unknown = self.unknown_units(label)
         if unknown:
             raise AlphabetError(f"Label {label!r} has units not in the alphabet: {unknown}")
@@ -146,8 +164,11 @@ class Alphabet:
         """
         units = self.tf_split(labels)
         matches = tf.equal(units.flat_values[:, tf.newaxis], tf.constant(self.units)[tf.newaxis, :])
-        codes = tf.where(tf.reduce_any(matches, axis=1),
-                         tf.argmax(tf.cast(matches, tf.int8), axis=1, output_type=tf.int32), -1)
+        codes = tf.where(
+            tf.reduce_any(matches, axis=1),
+            tf.argmax(tf.cast(matches, tf.int8), axis=1, output_type=tf.int32),
+            -1,
+        )
         return units.with_flat_values(codes)
 
     def tf_decode(self, codes: tf.Tensor) -> tf.Tensor:
@@ -158,7 +179,7 @@ class Alphabet:
         return tf.strings.reduce_join(units, axis=-1)
 
 
-def _split(label: str, split_delimiter: str) -> List[str]:
+def _split(label: str, split_delimiter: str) -> list[str]:
     if not split_delimiter:
         return list(label)
     return [piece for piece in label.split(split_delimiter) if piece]
@@ -200,7 +221,8 @@ def resolve_alphabet(params, training_labels: Iterable[str] = ()) -> Alphabet:
 
 
 def with_resolved_alphabet(params, train_csv_files: Sequence[str]):
-    """``params`` with ``alphabet_units`` filled in, from the training labels when ``alphabet='auto'``."""
+    """``params`` with ``alphabet_units`` filled in, from the training labels when
+    ``alphabet='auto'``."""
     if alphabet_source(params) == SOURCE_UNITS:
         return params
     needs_labels = alphabet_source(params) == SOURCE_TRAINING_LABELS
@@ -208,7 +230,7 @@ def with_resolved_alphabet(params, train_csv_files: Sequence[str]):
     return params.with_overrides({SOURCE_UNITS: resolve_alphabet(params, labels).units})
 
 
-def read_labels(csv_files: Sequence[str], params) -> List[str]:
+def read_labels(csv_files: Sequence[str], params) -> list[str]:
     """Every label of ``csv_files``; a malformed row is skipped when ``params.skip_bad_samples``,
     else an error (``DataError``) naming it."""
     labels = []

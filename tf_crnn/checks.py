@@ -153,7 +153,8 @@ def _read_rows(csv_files, settings: _CheckSettings, skipped: dict[str, list[str]
 
 
 def _rows_with_known_units(rows, alphabet: Alphabet, skip: bool, skipped) -> list[Row]:
-    """Rows whose units are all in the alphabet; the others raise (all named at once) or are skipped."""
+    """Rows whose units are all in the alphabet; the others raise (all named at once) or are
+    skipped."""
     unknown: dict[str, list[str]] = {}
     for row in rows:
         for unit in dict.fromkeys(alphabet.unknown_units(row.label)):
@@ -161,9 +162,12 @@ def _rows_with_known_units(rows, alphabet: Alphabet, skip: bool, skipped) -> lis
     if not unknown:
         return rows
     if not skip:
-        details = "\n".join(f"  {unit!r}: {_examples(where)}" for unit, where in sorted(unknown.items()))
+        details = "\n".join(
+            f"  {unit!r}: {_examples(where)}" for unit, where in sorted(unknown.items())
+        )
         raise DataError(
-            f"{len(unknown)} label unit(s) are not in the alphabet ({len(alphabet)} units):\n{details}"
+            f"{len(unknown)} label unit(s) are not in the alphabet ({len(alphabet)} "
+            f"units):\n{details}"
         )
     bad = {where for places in unknown.values() for where in places}
     # In file order, so that the report lists the first ones.
@@ -198,7 +202,9 @@ def _image_sizes(paths: Sequence[str], channels: int) -> dict[int, tuple[int, in
                     indices, heights, widths = session.run(next_batch)
                 except tf.errors.OutOfRangeError:
                     break
-                sizes.update({int(i): (int(h), int(w)) for i, h, w in zip(indices, heights, widths)})
+                sizes.update(
+                    {int(i): (int(h), int(w)) for i, h, w in zip(indices, heights, widths)}
+                )
     return sizes
 
 

@@ -1,5 +1,5 @@
-"""Where the Estimator runs: the cluster in ``TF_CONFIG``, the distribution strategy, the session and
-the RunConfig, and the Estimator built from them.
+"""Where the Estimator runs: the cluster in ``TF_CONFIG``, the distribution strategy, the session
+and the RunConfig, and the Estimator built from them.
 
 ``tf.estimator.RunConfig`` reads ``TF_CONFIG`` from the environment by itself; this module reads it
 too, for what RunConfig does not decide: which strategy applies, who is chief, which tasks a session
@@ -20,7 +20,8 @@ TF_CONFIG_ENV = "TF_CONFIG"
 
 
 def read_tf_config() -> dict:
-    """The cluster and task that a cloud service (or you) set in $TF_CONFIG; {} when training alone."""
+    """The cluster and task that a cloud service (or you) set in $TF_CONFIG; {} when training
+    alone."""
     try:
         return json.loads(os.environ.get(TF_CONFIG_ENV) or "{}")
     except json.JSONDecodeError as error:
@@ -30,7 +31,8 @@ def read_tf_config() -> dict:
 def is_chief(tf_config: dict) -> bool:
     """Whether this process reports and writes the run's files: the chief, or a process alone.
 
-    Read from TF_CONFIG, because under MultiWorkerMirroredStrategy every worker's RunConfig says chief.
+    Read from TF_CONFIG, because under MultiWorkerMirroredStrategy every worker's RunConfig says
+    chief.
     """
     task = tf_config.get("task", {})
     if not task:
@@ -85,7 +87,8 @@ def check_batch_split(params: Params, strategy: tf.distribute.Strategy | None) -
 
 
 def session_config_for(params: Params, tf_config: dict) -> tf.compat.v1.ConfigProto:
-    """The session config: ours replaces the Estimator's default, so it must carry what that one did."""
+    """The session config: ours replaces the Estimator's default, so it must carry what that one
+    did."""
     config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
     if params.distribution == "mirrored":
         # Sessions see one CPU unless told otherwise, so mirroring over logical CPUs would hang.

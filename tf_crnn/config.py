@@ -1,4 +1,5 @@
-"""`Params`: every setting of a tf_crnn run, its default, its validation and the values derived from it.
+"""`Params`: every setting of a tf_crnn run, its default, its validation and the values derived from
+it.
 
 Params is the only source of settings: the rest of the package reads ``params.x`` and never keeps a
 default of its own. A run's Params are saved as ``params.json`` beside its checkpoints, so a job
@@ -7,13 +8,15 @@ directory always says how its model was made.
 Setting names follow solivr/tf-crnn where it had one (``input_shape``, ``train_batch_size``,
 ``lookup_alphabet_file``, ``n_epochs``, ``save_interval``, ``num_beam_paths``, ...).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List
+from typing import Any
 
 import tensorflow as tf
 
@@ -32,56 +35,112 @@ class ParamsError(ValueError):
 def _doc(default: Any, doc: str, **kwargs: Any) -> Any:
     """A dataclass field whose one-line documentation travels with it (README table, --help)."""
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: json.loads(json.dumps(default)), metadata={"doc": doc}, **kwargs)
+        return field(
+            default_factory=lambda: json.loads(json.dumps(default)), metadata={"doc": doc}, **kwargs
+        )
     return field(default=default, metadata={"doc": doc}, **kwargs)
 
 
 @dataclass
 class Params:
     # --- input -------------------------------------------------------------------------------
-    input_shape: List[int] = _doc([32, 128], "Network input [height, width]; images are fitted to it keeping their aspect ratio.")
-    input_channels: int = _doc(1, "1 = grayscale, 3 = RGB. Images of any colour mode are converted.")
+    input_shape: list[int] = _doc(
+        [32, 128],
+        "Network input [height, width]; images are fitted to it keeping their aspect ratio.",
+    )
+    input_channels: int = _doc(
+        1, "1 = grayscale, 3 = RGB. Images of any colour mode are converted."
+    )
     csv_delimiter: str = _doc(";", "Delimiter between image path and label in the CSV files.")
-    string_split_delimiter: str = _doc("", "If set (tf-crnn used '|'), labels are split on it into units; otherwise every Unicode character is a unit.")
-    skip_bad_samples: bool = _doc(False, "Skip (and count) unreadable rows and images instead of stopping with an error.")
+    string_split_delimiter: str = _doc(
+        "",
+        "If set (tf-crnn used '|'), labels are split on it into units; otherwise every Unicode "
+        "character is a unit.",
+    )
+    skip_bad_samples: bool = _doc(
+        False, "Skip (and count) unreadable rows and images instead of stopping with an error."
+    )
     # --- alphabet ----------------------------------------------------------------------------
-    alphabet: str = _doc("auto", "Built-in alphabet name (digits, letters_symbols, letters_digits_symbols), or 'auto' to collect it from the training CSV labels.")
-    alphabet_string: str = _doc("", "The alphabet as a plain string of units (split like labels); leave 'alphabet' at 'auto'.")
-    lookup_alphabet_file: str = _doc("", "tf-crnn lookup JSON {\"unit\": code}; leave 'alphabet' at 'auto'.")
-    alphabet_case_fold: bool = _doc(False, "Lower-case labels and alphabet, so that 'A' and 'a' are one class.")
-    alphabet_units: List[str] = _doc([], "The resolved alphabet, in code order (filled in from the sources above and saved with the run).")
+    alphabet: str = _doc(
+        "auto",
+        "Built-in alphabet name (digits, letters_symbols, letters_digits_symbols), or 'auto' to "
+        "collect it from the training CSV labels.",
+    )
+    alphabet_string: str = _doc(
+        "",
+        "The alphabet as a plain string of units (split like labels); leave 'alphabet' at 'auto'.",
+    )
+    lookup_alphabet_file: str = _doc(
+        "", "tf-crnn lookup JSON {\"unit\": code}; leave 'alphabet' at 'auto'."
+    )
+    alphabet_case_fold: bool = _doc(
+        False, "Lower-case labels and alphabet, so that 'A' and 'a' are one class."
+    )
+    alphabet_units: list[str] = _doc(
+        [],
+        "The resolved alphabet, in code order (filled in from the sources above and saved with "
+        "the run).",
+    )
     # --- augmentation (TRAIN only; each is off at 0) --------------------------------------------
     data_augmentation: bool = _doc(True, "Master switch for training-time augmentation.")
     aug_rotation_max_degrees: float = _doc(1.5, "Random rotation in [-x, x] degrees.")
     aug_shear_max: float = _doc(0.15, "Random horizontal shear (slant) factor in [-x, x].")
-    aug_padding_max: float = _doc(0.1, "Random margins up to x times the image height on each side (content shifts and shrinks).")
+    aug_padding_max: float = _doc(
+        0.1,
+        "Random margins up to x times the image height on each side (content shifts and shrinks).",
+    )
     aug_brightness_max: float = _doc(0.15, "Random brightness shift in [-x, x] (pixels in [0, 1]).")
     aug_contrast_max: float = _doc(0.3, "Random contrast factor in [1 - x, 1 + x].")
     aug_noise_stddev_max: float = _doc(0.03, "Gaussian noise with a random stddev in [0, x].")
     aug_blur_probability: float = _doc(0.2, "Probability of a 3x3 box blur.")
     # --- batches and training length ---------------------------------------------------------
-    train_batch_size: int = _doc(64, "Global training batch size (split across replicas when distributed).")
+    train_batch_size: int = _doc(
+        64, "Global training batch size (split across replicas when distributed)."
+    )
     eval_batch_size: int = _doc(64, "Evaluation and prediction batch size.")
-    shuffle_buffer_size: int = _doc(10000, "Shuffle buffer of the training set (reshuffled each epoch).")
-    train_steps: int = _doc(10000, "Total training steps (global step target); recomputed from n_epochs when that is set.")
-    n_epochs: float = _doc(0.0, "Train for this many epochs instead of train_steps (0 = use train_steps).")
+    shuffle_buffer_size: int = _doc(
+        10000, "Shuffle buffer of the training set (reshuffled each epoch)."
+    )
+    train_steps: int = _doc(
+        10000,
+        "Total training steps (global step target); recomputed from n_epochs when that is set.",
+    )
+    n_epochs: float = _doc(
+        0.0, "Train for this many epochs instead of train_steps (0 = use train_steps)."
+    )
     eval_steps: int = _doc(0, "Batches per evaluation (0 = the whole evaluation set).")
     # --- optimisation ------------------------------------------------------------------------
-    optimizer: str = _doc("adam", "adam, adadelta (the paper's, use learning_rate 1.0), rmsprop or momentum.")
+    optimizer: str = _doc(
+        "adam", "adam, adadelta (the paper's, use learning_rate 1.0), rmsprop or momentum."
+    )
     learning_rate: float = _doc(1e-3, "Initial learning rate.")
     momentum: float = _doc(0.9, "Momentum of the momentum and rmsprop optimizers.")
     learning_rate_schedule: str = _doc("constant", "constant, exponential or cosine.")
-    learning_decay_steps: int = _doc(0, "Exponential: steps per decay by learning_decay_rate; cosine: steps to decay to 0 (0 = train_steps for both).")
+    learning_decay_steps: int = _doc(
+        0,
+        "Exponential: steps per decay by learning_decay_rate; cosine: steps to decay to 0 (0 = "
+        "train_steps for both).",
+    )
     learning_decay_rate: float = _doc(0.96, "Exponential decay factor per learning_decay_steps.")
-    learning_decay_staircase: bool = _doc(False, "Exponential decay in steps instead of continuously.")
+    learning_decay_staircase: bool = _doc(
+        False, "Exponential decay in steps instead of continuously."
+    )
     warmup_steps: int = _doc(0, "Linear learning-rate warm-up from 0 over this many steps.")
     gradient_clip_norm: float = _doc(5.0, "Clip gradients by global norm (0 = off).")
     # --- network -----------------------------------------------------------------------------
-    conv_filters: List[int] = _doc([64, 128, 256, 256, 512, 512, 512], "Filters of the 7 conv layers (paper Table 1).")
+    conv_filters: list[int] = _doc(
+        [64, 128, 256, 256, 512, 512, 512], "Filters of the 7 conv layers (paper Table 1)."
+    )
     rnn_units: int = _doc(256, "LSTM units per direction.")
     rnn_layers: int = _doc(2, "Stacked bidirectional LSTM layers.")
-    dropout_rate: float = _doc(0.2, "Dropout before each BiLSTM and before the output layer (TRAIN only).")
-    batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags for hundreds of steps and makes early evaluations look broken.")
+    dropout_rate: float = _doc(
+        0.2, "Dropout before each BiLSTM and before the output layer (TRAIN only)."
+    )
+    batch_norm_momentum: float = _doc(
+        0.9,
+        "Batch-norm moving-average momentum. Keras' 0.99 lags for hundreds of steps and makes "
+        "early evaluations look broken.",
+    )
     # --- decoding ----------------------------------------------------------------------------
     beam_width: int = _doc(10, "CTC beam width for prediction.")
     num_beam_paths: int = _doc(3, "Top paths returned by beam search (top_words, scores).")
@@ -92,12 +151,22 @@ class Params:
     log_step_count_steps: int = _doc(100, "Log loss and steps/s every N steps.")
     eval_throttle_secs: int = _doc(60, "Evaluate at most every N seconds (after a new checkpoint).")
     eval_start_delay_secs: int = _doc(0, "Seconds before the first evaluation.")
-    exports_to_keep: int = _doc(3, "SavedModels kept in JOB_DIR/export/latest (one after each evaluation).")
-    best_exports_to_keep: int = _doc(1, "SavedModels with the lowest evaluation CER kept in JOB_DIR/export/best.")
+    exports_to_keep: int = _doc(
+        3, "SavedModels kept in JOB_DIR/export/latest (one after each evaluation)."
+    )
+    best_exports_to_keep: int = _doc(
+        1, "SavedModels with the lowest evaluation CER kept in JOB_DIR/export/best."
+    )
     random_seed: int = _doc(42, "Graph-level random seed.")
     # --- distribution --------------------------------------------------------------------------
-    distribution: str = _doc("none", "none (one device, or TF_CONFIG between-graph replication), mirrored (several GPUs of one machine), multi_worker_mirrored or parameter_server (several machines through TF_CONFIG).")
-    mirrored_devices: List[str] = _doc([], "Devices for 'mirrored', e.g. [\"/gpu:0\", \"/gpu:1\"] (empty: every GPU, else the CPU).")
+    distribution: str = _doc(
+        "none",
+        "none (one device, or TF_CONFIG between-graph replication), mirrored (several GPUs of one "
+        "machine), multi_worker_mirrored or parameter_server (several machines through TF_CONFIG).",
+    )
+    mirrored_devices: list[str] = _doc(
+        [], 'Devices for \'mirrored\', e.g. ["/gpu:0", "/gpu:1"] (empty: every GPU, else the CPU).'
+    )
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -105,11 +174,11 @@ class Params:
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
-    def field_names(cls) -> List[str]:
+    def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def _refuse_unknown(cls, values: Dict[str, Any], source: str) -> None:
+    def _refuse_unknown(cls, values: dict[str, Any], source: str) -> None:
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ParamsError(
@@ -118,32 +187,33 @@ class Params:
             )
 
     @classmethod
-    def field_defaults(cls) -> Dict[str, Any]:
-        """Every setting's default: its type is what a JSON or command-line value is converted to."""
+    def field_defaults(cls) -> dict[str, Any]:
+        """Every setting's default: its type is what a JSON or command-line value is converted
+        to."""
         return cls().to_dict()
 
     @classmethod
-    def from_dict(cls, values: Dict[str, Any], source: str = "settings") -> "Params":
+    def from_dict(cls, values: dict[str, Any], source: str = "settings") -> Params:
         cls._refuse_unknown(values, source)
         defaults = cls.field_defaults()
         coerced = {key: _coerce(key, value, defaults[key]) for key, value in values.items()}
         return cls(**coerced)
 
     @classmethod
-    def from_json(cls, path: str) -> "Params":
+    def from_json(cls, path: str) -> Params:
         if not tf.io.gfile.exists(path):
             raise ParamsError(f"Config file {path} does not exist")
         with tf.io.gfile.GFile(path, "r") as f:
             return cls.from_json_string(f.read(), source=path)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_json_string(cls, text: str, source: str = "JSON settings") -> "Params":
+    def from_json_string(cls, text: str, source: str = "JSON settings") -> Params:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as error:
@@ -156,16 +226,17 @@ class Params:
         with tf.io.gfile.GFile(path, "w") as f:
             f.write(self.to_json_string())
 
-    def with_overrides(self, overrides: Dict[str, Any], source: str = "overrides") -> "Params":
+    def with_overrides(self, overrides: dict[str, Any], source: str = "overrides") -> Params:
         """A copy with ``overrides`` (values may be strings from the command line) applied."""
         merged = self.to_dict()
         self._refuse_unknown(overrides, source)
-        # Converted to the type of the default, not of the current value (which may be 1 for a float).
+        # Converted to the type of the default, not of the current value (which may be 1 for a
+        # float).
         defaults = self.field_defaults()
         merged.update({key: _coerce(key, value, defaults[key]) for key, value in overrides.items()})
         return type(self)(**merged)
 
-    def with_key_values(self, pairs: Iterable[str]) -> "Params":
+    def with_key_values(self, pairs: Iterable[str]) -> Params:
         """Applies ``key=value`` strings (``--param`` on the command line)."""
         return self.with_overrides(parse_key_values(pairs), source="--param")
 
@@ -175,62 +246,141 @@ class Params:
             if not condition:
                 raise ParamsError(f"{key}: {problem} (got {getattr(self, key)!r})")
 
-        require(len(self.input_shape) == 2 and all(isinstance(v, int) for v in self.input_shape), "input_shape", "must be [height, width]")
+        require(
+            len(self.input_shape) == 2 and all(isinstance(v, int) for v in self.input_shape),
+            "input_shape",
+            "must be [height, width]",
+        )
         height, width = self.input_shape
         problem = network.input_shape_problem(height, width)
         require(problem is None, "input_shape", problem)
         require(self.input_channels in (1, 3), "input_channels", "must be 1 or 3")
         require(len(self.csv_delimiter) == 1, "csv_delimiter", "must be one character")
-        require(self.string_split_delimiter != self.csv_delimiter or not self.string_split_delimiter,
-                "string_split_delimiter", "must differ from csv_delimiter")
-        require(self.alphabet in ("auto",) + BUILTIN_NAMES, "alphabet",
-                f"must be 'auto' or one of {', '.join(BUILTIN_NAMES)}")
+        require(
+            self.string_split_delimiter != self.csv_delimiter or not self.string_split_delimiter,
+            "string_split_delimiter",
+            "must differ from csv_delimiter",
+        )
+        require(
+            self.alphabet in ("auto",) + BUILTIN_NAMES,
+            "alphabet",
+            f"must be 'auto' or one of {', '.join(BUILTIN_NAMES)}",
+        )
         sources = [k for k in ("alphabet_string", "lookup_alphabet_file") if getattr(self, k)]
-        require(len(sources) <= 1, "alphabet_string", "set either alphabet_string or lookup_alphabet_file, not both")
-        require(not sources or self.alphabet == "auto", "alphabet",
-                f"leave it at 'auto' when {sources[0] if sources else ''} is set")
-        for key in ("aug_rotation_max_degrees", "aug_shear_max", "aug_padding_max", "aug_brightness_max",
-                    "aug_contrast_max", "aug_noise_stddev_max"):
+        require(
+            len(sources) <= 1,
+            "alphabet_string",
+            "set either alphabet_string or lookup_alphabet_file, not both",
+        )
+        require(
+            not sources or self.alphabet == "auto",
+            "alphabet",
+            f"leave it at 'auto' when {sources[0] if sources else ''} is set",
+        )
+        for key in (
+            "aug_rotation_max_degrees",
+            "aug_shear_max",
+            "aug_padding_max",
+            "aug_brightness_max",
+            "aug_contrast_max",
+            "aug_noise_stddev_max",
+        ):
             require(getattr(self, key) >= 0, key, "must be >= 0 (0 turns it off)")
         require(self.aug_rotation_max_degrees <= 45, "aug_rotation_max_degrees", "must be <= 45")
         require(self.aug_padding_max <= 1, "aug_padding_max", "must be <= 1")
         require(self.aug_contrast_max < 1, "aug_contrast_max", "must be < 1")
         require(0 <= self.aug_blur_probability <= 1, "aug_blur_probability", "must be in [0, 1]")
-        for key in ("train_batch_size", "eval_batch_size", "shuffle_buffer_size", "save_interval",
-                    "keep_checkpoint_max", "save_summary_steps", "exports_to_keep", "best_exports_to_keep", "log_step_count_steps", "rnn_units", "rnn_layers",
-                    "beam_width", "num_beam_paths"):
+        for key in (
+            "train_batch_size",
+            "eval_batch_size",
+            "shuffle_buffer_size",
+            "save_interval",
+            "keep_checkpoint_max",
+            "save_summary_steps",
+            "exports_to_keep",
+            "best_exports_to_keep",
+            "log_step_count_steps",
+            "rnn_units",
+            "rnn_layers",
+            "beam_width",
+            "num_beam_paths",
+        ):
             require(getattr(self, key) >= 1, key, "must be >= 1")
-        for key in ("train_steps", "eval_steps", "learning_decay_steps", "warmup_steps", "eval_throttle_secs",
-                    "eval_start_delay_secs"):
+        for key in (
+            "train_steps",
+            "eval_steps",
+            "learning_decay_steps",
+            "warmup_steps",
+            "eval_throttle_secs",
+            "eval_start_delay_secs",
+        ):
             require(getattr(self, key) >= 0, key, "must be >= 0")
         require(self.n_epochs >= 0, "n_epochs", "must be >= 0")
-        require(self.train_steps > 0 or self.n_epochs > 0, "train_steps", "set train_steps or n_epochs")
-        require(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-        require(self.distribution in DISTRIBUTIONS, "distribution", f"must be one of {', '.join(DISTRIBUTIONS)}")
-        require(not self.mirrored_devices or self.distribution == "mirrored", "mirrored_devices",
-                "only applies with distribution='mirrored'")
+        require(
+            self.train_steps > 0 or self.n_epochs > 0, "train_steps", "set train_steps or n_epochs"
+        )
+        require(
+            self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"
+        )
+        require(
+            self.distribution in DISTRIBUTIONS,
+            "distribution",
+            f"must be one of {', '.join(DISTRIBUTIONS)}",
+        )
+        require(
+            not self.mirrored_devices or self.distribution == "mirrored",
+            "mirrored_devices",
+            "only applies with distribution='mirrored'",
+        )
         require(self.learning_rate > 0, "learning_rate", "must be > 0")
         require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
-                f"must be one of {', '.join(LEARNING_RATE_SCHEDULES)}")
+        require(
+            self.learning_rate_schedule in LEARNING_RATE_SCHEDULES,
+            "learning_rate_schedule",
+            f"must be one of {', '.join(LEARNING_RATE_SCHEDULES)}",
+        )
         require(0 < self.learning_decay_rate <= 1, "learning_decay_rate", "must be in (0, 1]")
-        # A setting given for an optimizer or schedule that does not use it would silently do nothing.
+        # A setting given for an optimizer or schedule that does not use it would silently do
+        # nothing.
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        require(self.momentum == defaults["momentum"] or self.optimizer in ("rmsprop", "momentum"), "momentum",
-                f"only applies to the rmsprop and momentum optimizers, not {self.optimizer}")
+        require(
+            self.momentum == defaults["momentum"] or self.optimizer in ("rmsprop", "momentum"),
+            "momentum",
+            f"only applies to the rmsprop and momentum optimizers, not {self.optimizer}",
+        )
         for key in ("learning_decay_rate", "learning_decay_staircase"):
-            require(getattr(self, key) == defaults[key] or self.learning_rate_schedule == "exponential", key,
-                    f"only applies to learning_rate_schedule='exponential', not {self.learning_rate_schedule!r}")
-        require(self.learning_decay_steps == defaults["learning_decay_steps"] or self.learning_rate_schedule != "constant",
-                "learning_decay_steps", "does not apply to learning_rate_schedule='constant'")
+            require(
+                getattr(self, key) == defaults[key] or self.learning_rate_schedule == "exponential",
+                key,
+                f"only applies to learning_rate_schedule='exponential', not "
+                f"{self.learning_rate_schedule!r}",
+            )
+        require(
+            self.learning_decay_steps == defaults["learning_decay_steps"]
+            or self.learning_rate_schedule != "constant",
+            "learning_decay_steps",
+            "does not apply to learning_rate_schedule='constant'",
+        )
         require(self.gradient_clip_norm >= 0, "gradient_clip_norm", "must be >= 0 (0 = off)")
-        require(len(self.conv_filters) == 7 and all(isinstance(v, int) and v >= 1 for v in self.conv_filters),
-                "conv_filters", "must be 7 positive integers")
+        require(
+            len(self.conv_filters) == 7
+            and all(isinstance(v, int) and v >= 1 for v in self.conv_filters),
+            "conv_filters",
+            "must be 7 positive integers",
+        )
         require(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
         require(0 < self.batch_norm_momentum < 1, "batch_norm_momentum", "must be in (0, 1)")
         require(self.num_beam_paths <= self.beam_width, "num_beam_paths", "must be <= beam_width")
-        require(all(isinstance(u, str) for u in self.alphabet_units), "alphabet_units", "must be a list of strings")
-        require(len(set(self.alphabet_units)) == len(self.alphabet_units), "alphabet_units", "units must be unique")
+        require(
+            all(isinstance(u, str) for u in self.alphabet_units),
+            "alphabet_units",
+            "must be a list of strings",
+        )
+        require(
+            len(set(self.alphabet_units)) == len(self.alphabet_units),
+            "alphabet_units",
+            "units must be unique",
+        )
 
     # --- derived values ----------------------------------------------------------------------
     def steps_for_epochs(self, num_samples: int) -> int:
@@ -238,8 +388,9 @@ class Params:
         return max(1, math.ceil(self.n_epochs * num_samples / self.train_batch_size))
 
 
-def parse_key_values(pairs: Iterable[str]) -> Dict[str, str]:
-    """``["key=value", ...]`` -> {key: value}; the values stay strings until Params converts them."""
+def parse_key_values(pairs: Iterable[str]) -> dict[str, str]:
+    """``["key=value", ...]`` -> {key: value}; the values stay strings until Params converts
+    them."""
     overrides = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -250,7 +401,8 @@ def parse_key_values(pairs: Iterable[str]) -> Dict[str, str]:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Converts ``value`` (JSON or command-line string) to the type of ``default``; errors name the key."""
+    """Converts ``value`` (JSON or command-line string) to the type of ``default``; errors name the
+    key."""
     try:
         if isinstance(default, bool):
             if isinstance(value, bool):
@@ -286,7 +438,11 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
                     value = [int(v) for v in value]
             if not isinstance(value, list):
                 raise ValueError("expected a list")
-            if default and isinstance(default[0], int) and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            if (
+                default
+                and isinstance(default[0], int)
+                and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
                 raise ValueError("expected a list of integers")
             return list(value)
     except (ValueError, TypeError, json.JSONDecodeError) as error:
@@ -296,18 +452,33 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 # Settings that change the variables of the network or the meaning of its outputs: a job directory
 # trained with one value cannot be resumed with another.
-ARCHITECTURE_KEYS = ("input_shape", "input_channels", "alphabet_units", "string_split_delimiter",
-                     "alphabet_case_fold", "conv_filters", "rnn_units", "rnn_layers")
+ARCHITECTURE_KEYS = (
+    "input_shape",
+    "input_channels",
+    "alphabet_units",
+    "string_split_delimiter",
+    "alphabet_case_fold",
+    "conv_filters",
+    "rnn_units",
+    "rnn_layers",
+)
 
 
 def check_resumable(saved: Params, current: Params, saved_path: str) -> None:
     """Refuses to continue a run whose saved settings would give a different network or alphabet."""
     differing = [key for key in ARCHITECTURE_KEYS if getattr(saved, key) != getattr(current, key)]
     if differing:
+
         def short(value: Any) -> str:
             text = json.dumps(value, ensure_ascii=False)
             return text if len(text) <= 60 else text[:57] + "..."
-        details = "\n".join(f"  {key}: saved {short(getattr(saved, key))}, now {short(getattr(current, key))}"
-                            for key in differing)
-        raise ParamsError(f"The job directory was trained with other settings ({saved_path}); resuming with these "
-                          f"would not fit its checkpoints. Use a new --job-dir, or the saved settings:\n{details}")
+
+        details = "\n".join(
+            f"  {key}: saved {short(getattr(saved, key))}, now {short(getattr(current, key))}"
+            for key in differing
+        )
+        raise ParamsError(
+            f"The job directory was trained with other settings ({saved_path}); resuming with "
+            f"these "
+            f"would not fit its checkpoints. Use a new --job-dir, or the saved settings:\n{details}"
+        )

@@ -65,7 +65,8 @@ class CsvRows:
 
 
 def resolve_image_path(csv_file: str, image_path: str) -> str:
-    """``image_path`` as written in ``csv_file``, made absolute against the CSV's folder (any gfile scheme)."""
+    """``image_path`` as written in ``csv_file``, made absolute against the CSV's folder (any gfile
+    scheme)."""
     if "://" in image_path or os.path.isabs(image_path):
         return image_path
     if "://" in csv_file:

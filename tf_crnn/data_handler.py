@@ -67,7 +67,9 @@ def input_fn(
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
         buffer_size = min(len(paths), params.shuffle_buffer_size)
-        dataset = dataset.shuffle(buffer_size, seed=params.random_seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            buffer_size, seed=params.random_seed, reshuffle_each_iteration=True
+        )
         dataset = dataset.repeat(num_epochs)
 
     def load(path, label):

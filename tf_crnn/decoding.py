@@ -1,11 +1,11 @@
-"""CTC decoding: network outputs -> class codes (``Alphabet.tf_decode`` and ``Alphabet.decode`` make them text).
+"""CTC decoding: network outputs -> class codes (``Alphabet.tf_decode`` and ``Alphabet.decode`` make
+them text).
 
 Codes come out as dense [batch, ..., time] int32 tensors padded with -1, never 0: 0 is a real
 character, and a zero-padded tensor could not tell "0" from padding.
 """
-from __future__ import annotations
 
-from typing import Tuple
+from __future__ import annotations
 
 import tensorflow as tf
 
@@ -15,7 +15,9 @@ from tf_crnn.constants import PADDING_CODE
 def _dense(sparse: tf.SparseTensor, time_steps: tf.Tensor) -> tf.Tensor:
     """Sparse decoder output -> [batch, time_steps] int32, padded with -1 to a fixed width."""
     batch = tf.cast(sparse.dense_shape[0], tf.int64)
-    sparse = tf.SparseTensor(sparse.indices, sparse.values, tf.stack([batch, tf.cast(time_steps, tf.int64)]))
+    sparse = tf.SparseTensor(
+        sparse.indices, sparse.values, tf.stack([batch, tf.cast(time_steps, tf.int64)])
+    )
     return tf.cast(tf.sparse.to_dense(sparse, default_value=PADDING_CODE), tf.int32)
 
 
@@ -25,15 +27,17 @@ def greedy_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tf.Tensor:
     return _dense(decoded, tf.shape(logits)[0])
 
 
-def beam_search_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor, beam_width: int,
-                       top_paths: int) -> Tuple[tf.Tensor, tf.Tensor]:
+def beam_search_decode(
+    logits: tf.Tensor, sequence_lengths: tf.Tensor, beam_width: int, top_paths: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Beam search over time-major ``logits``.
 
     Returns codes [batch, top_paths, time] (best path first) and their log-probabilities
     [batch, top_paths].
     """
     decoded, log_probabilities = tf.nn.ctc_beam_search_decoder(
-        logits, sequence_lengths, beam_width=beam_width, top_paths=top_paths)
+        logits, sequence_lengths, beam_width=beam_width, top_paths=top_paths
+    )
     time_steps = tf.shape(logits)[0]
     codes = tf.stack([_dense(path, time_steps) for path in decoded], axis=1)
     return codes, log_probabilities

@@ -5,15 +5,17 @@ The SavedModel has three signatures, all fed through the training preprocessing
 
 - ``serving_default``: ``image_bytes``, string [batch] of encoded PNG/JPEG/BMP/GIF (TF Serving's
   REST API and Vertex AI send these as ``{"b64": ...}``);
-- ``images``: ``images`` float32 [batch, H, W, C] already preprocessed, and ``images_widths`` int32 [batch];
+- ``images``: ``images`` float32 [batch, H, W, C] already preprocessed, and ``images_widths`` int32
+  [batch];
 - ``filenames``: ``filenames``, string [batch] of paths read inside the graph (any gfile scheme).
 
-Each returns, batch-major: ``words`` [B], ``top_words`` [B, K], ``scores`` [B, K] (log-probabilities),
-``codes`` [B, T] (padded with -1) and ``sequence_lengths`` [B].
+Each returns, batch-major: ``words`` [B], ``top_words`` [B, K], ``scores`` [B, K]
+(log-probabilities), ``codes`` [B, T] (padded with -1) and ``sequence_lengths`` [B].
 
 We build the signatures ourselves instead of through ``Estimator.export_saved_model``, whose extra
 receivers would be named ``images:serving_default`` and which cannot give them outputs of their own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,41 +23,54 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
 from tf_crnn import data_handler, model
 from tf_crnn.config import Params
-from tf_crnn.predict import export_names
 from tf_crnn.constants import (
     ASSETS_EXTRA,
     EVAL_RESULT_FILE,
     EXPORT_DIR,
     EXPORT_MANUAL,
+    FILENAMES,
     IMAGE_BYTES,
     IMAGES,
     IMAGES_WIDTHS,
-    FILENAMES,
     PARAMS_FILE,
     SERVING_OUTPUTS,
     SIGNATURE_BYTES,
     SIGNATURE_FILENAMES,
     SIGNATURE_IMAGES,
 )
+from tf_crnn.predict import export_names
 
 
 class ExportError(RuntimeError):
     """The export cannot be made; the message says why."""
 
 
-def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: str,
-                       eval_result: Optional[Dict[str, float]] = None) -> str:
-    """Writes a SavedModel of ``checkpoint_path`` into ``export_dir_base/<timestamp>`` and returns that path.
+def export_saved_model(
+    checkpoint_path: str,
+    params: Params,
+    export_dir_base: str,
+    eval_result: dict[str, float] | None = None,
+) -> str:
+    """Writes a SavedModel of a checkpoint, with the signatures the module docstring lists.
 
-    The model, with its Params and ``eval_result`` (when given) in ``assets.extra``, is written into a
-    temporary folder and renamed only when complete, so a server that watches ``export_dir_base``
+    The model, with its Params and ``eval_result`` (when given) in ``assets.extra``, is written into
+    a temporary folder and renamed only when complete, so a server that watches ``export_dir_base``
     never sees half a model, and every finished export carries its evaluation.
+
+    Args:
+        checkpoint_path: e.g. ``JOB_DIR/model.ckpt-2000``.
+        params: the settings the checkpoint was trained with (its ``params.json``).
+        export_dir_base: the folder of versions that receives ``<timestamp>/``.
+        eval_result: the evaluation of this checkpoint, stored as ``eval_result.json``.
+
+    Returns:
+        The path of the new SavedModel, ``export_dir_base/<timestamp>``; the timestamp is newer
+        than every version already there.
     """
     tf.io.gfile.makedirs(export_dir_base)
     # Newer than every existing export even when several are made in one second, because servers and
@@ -66,7 +81,9 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
     try:
         with tf.Graph().as_default() as graph:
             inputs = data_handler.serving_inputs(params)
-            spec = model.crnn_fn(inputs.features, None, tf.estimator.ModeKeys.PREDICT, params, config=None)
+            spec = model.crnn_fn(
+                inputs.features, None, tf.estimator.ModeKeys.PREDICT, params, config=None
+            )
             outputs = {key: spec.predictions[key] for key in SERVING_OUTPUTS}
 
             def signature(**tensors):
@@ -74,22 +91,32 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
 
             signatures = {
                 SIGNATURE_BYTES: signature(**{IMAGE_BYTES: inputs.image_bytes}),
-                SIGNATURE_IMAGES: signature(**{IMAGES: inputs.images, IMAGES_WIDTHS: inputs.images_widths}),
+                SIGNATURE_IMAGES: signature(
+                    **{IMAGES: inputs.images, IMAGES_WIDTHS: inputs.images_widths}
+                ),
                 SIGNATURE_FILENAMES: signature(**{FILENAMES: inputs.filenames}),
             }
             with tf.compat.v1.Session(graph=graph) as session:
                 tf.compat.v1.train.Saver().restore(session, checkpoint_path)
                 builder = tf.compat.v1.saved_model.Builder(temp_dir)
                 builder.add_meta_graph_and_variables(
-                    session, [tf.saved_model.SERVING], signature_def_map=signatures,
-                    main_op=tf.compat.v1.tables_initializer(), strip_default_attrs=True)
+                    session,
+                    [tf.saved_model.SERVING],
+                    signature_def_map=signatures,
+                    main_op=tf.compat.v1.tables_initializer(),
+                    strip_default_attrs=True,
+                )
                 builder.save()
         tf.io.gfile.makedirs(os.path.join(temp_dir, ASSETS_EXTRA))
         with tf.io.gfile.GFile(os.path.join(temp_dir, ASSETS_EXTRA, PARAMS_FILE), "w") as f:
             f.write(params.to_json_string())
         if eval_result is not None:
-            with tf.io.gfile.GFile(os.path.join(temp_dir, ASSETS_EXTRA, EVAL_RESULT_FILE), "w") as f:
-                f.write(json.dumps({key: float(value) for key, value in eval_result.items()}) + "\n")
+            with tf.io.gfile.GFile(
+                os.path.join(temp_dir, ASSETS_EXTRA, EVAL_RESULT_FILE), "w"
+            ) as f:
+                f.write(
+                    json.dumps({key: float(value) for key, value in eval_result.items()}) + "\n"
+                )
         tf.io.gfile.rename(temp_dir, final_dir)
     except BaseException:
         if tf.io.gfile.exists(temp_dir):
@@ -101,14 +128,14 @@ def export_saved_model(checkpoint_path: str, params: Params, export_dir_base: st
 class ServingExporter(tf.estimator.Exporter):
     """Exports a SavedModel after evaluations, so a job directory always holds a servable model.
 
-    ``best_only=False`` keeps the ``keep`` newest exports; ``best_only=True`` keeps the ``keep`` with
-    the lowest evaluation CER, so it exports only while fewer are kept or when the CER beats the worst
-    kept one. The CER is stored beside each export, so this survives restarts.
+    ``best_only=False`` keeps the ``keep`` newest exports; ``best_only=True`` keeps the ``keep``
+    with the lowest evaluation CER, so it exports only while fewer are kept or when the CER beats
+    the worst kept one. The CER is stored beside each export, so this survives restarts.
     """
 
     def __init__(self, name: str, params: Params, keep: int, best_only: bool = False):
         self._name, self._params, self._keep, self._best_only = name, params, keep, best_only
-        self.last_export_path: Optional[str] = None
+        self.last_export_path: str | None = None
 
     @property
     def name(self) -> str:
@@ -126,14 +153,15 @@ class ServingExporter(tf.estimator.Exporter):
             newest_first = -int(os.path.basename(item[0]))
             return (item[1], newest_first) if self._best_only else newest_first
 
-        for stale, _ in sorted(kept, key=rank)[self._keep:]:
+        for stale, _ in sorted(kept, key=rank)[self._keep :]:
             tf.io.gfile.rmtree(stale)
         self.last_export_path = path
         return path
 
 
-def _exports_with_cer(export_base: str) -> List[Tuple[str, float]]:
-    """(path, evaluation CER) of the finished exports in ``export_base`` that were made by an exporter."""
+def _exports_with_cer(export_base: str) -> list[tuple[str, float]]:
+    """(path, evaluation CER) of the finished exports in ``export_base`` that were made by an
+    exporter."""
     exports = []
     for name in export_names(export_base):
         result_file = os.path.join(export_base, name, ASSETS_EXTRA, EVAL_RESULT_FILE)
@@ -150,27 +178,38 @@ def load_job_params(job_dir: str) -> Params:
     return Params.from_json(path)
 
 
-def resolve_checkpoint(job_dir: str, checkpoint: Optional[str]) -> str:
+def resolve_checkpoint(job_dir: str, checkpoint: str | None) -> str:
     """``checkpoint`` (a path, or a name inside ``job_dir``), or the job directory's latest one."""
     if checkpoint:
         for candidate in (checkpoint, os.path.join(job_dir, checkpoint)):
             if tf.io.gfile.exists(candidate + ".index"):
                 return candidate
-        raise ExportError(f"checkpoint {checkpoint} not found (looked for {checkpoint}.index in {job_dir} too)")
+        raise ExportError(
+            f"checkpoint {checkpoint} not found (looked for {checkpoint}.index in {job_dir} too)"
+        )
     latest = tf.train.latest_checkpoint(job_dir)
     if latest is None:
         raise ExportError(f"no checkpoint in {job_dir}")
     return latest
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tf_crnn.export_model", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_crnn.export_model",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--job-dir", required=True, help="Job directory written by tf_crnn.task.")
-    parser.add_argument("--checkpoint", default=None,
-                        help="Checkpoint path or name (e.g. model.ckpt-2000); default: the latest.")
-    parser.add_argument("--export-dir", default=None,
-                        help="Folder that receives the timestamped SavedModel; default: JOB_DIR/export/manual.")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="Checkpoint path or name (e.g. model.ckpt-2000); default: the latest.",
+    )
+    parser.add_argument(
+        "--export-dir",
+        default=None,
+        help="Folder that receives the timestamped SavedModel; default: JOB_DIR/export/manual.",
+    )
     args = parser.parse_args(argv)
     try:
         params = load_job_params(args.job_dir)

@@ -20,19 +20,28 @@ MAX_IMAGE_PIXELS = 40_000_000
 def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
     """Encoded PNG/JPEG/BMP/GIF bytes -> uint8 [h, w, channels] (first frame of a GIF).
 
-    An image of more than ``MAX_IMAGE_PIXELS`` is refused with InvalidArgumentError before its pixels
-    are decoded (its size is read from the file header).
+    An image of more than ``MAX_IMAGE_PIXELS`` is refused with InvalidArgumentError before its
+    pixels are decoded (its size is read from the file header).
     """
     height, width = encoded_image_size(contents)
-    small_enough = tf.debugging.Assert(height * width <= MAX_IMAGE_PIXELS, [tf.strings.format(
-        f"image of {{}} x {{}} pixels: more than the {MAX_IMAGE_PIXELS} pixels tf_crnn decodes", [height, width])])
+    small_enough = tf.debugging.Assert(
+        height * width <= MAX_IMAGE_PIXELS,
+        [
+            tf.strings.format(
+                f"image of {{}} x {{}} pixels: more than the {MAX_IMAGE_PIXELS} pixels tf_crnn "
+                f"decodes",
+                [height, width],
+            )
+        ],
+    )
     with tf.control_dependencies([small_enough]):
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     return to_model_channels(image, channels)
 
 
 def encoded_image_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """int64 (height, width) from the header of encoded PNG/JPEG/BMP/GIF bytes, without decoding them.
+    """int64 (height, width) from the header of encoded PNG/JPEG/BMP/GIF bytes, without decoding
+    them.
 
     (0, 0) for anything else: ``tf.io.decode_image`` then names the problem. The header fields are
     the ones TensorFlow's decoders read (for a GIF, the logical screen size).
@@ -47,26 +56,35 @@ def encoded_image_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return value
 
     def starts_with(magic):
-        # tf.equal, not ==: in a graph (the Estimator's, a SavedModel's) Tensor == compares identity.
-        return tf.reduce_all(tf.equal(header[:len(magic)], list(magic)))
+        # tf.equal, not ==: in a graph (the Estimator's, a SavedModel's) Tensor == compares
+        # identity.
+        return tf.reduce_all(tf.equal(header[: len(magic)], list(magic)))
 
     def int32(value):
-        return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
+        return tf.where(value >= 2**31, value - 2**32, value)
 
-    size = tf.cond(starts_with(b"\xff\xd8"), lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[:2], tf.int64),
-                   lambda: tf.zeros([2], tf.int64))
+    size = tf.cond(
+        starts_with(b"\xff\xd8"),
+        lambda: tf.cast(tf.io.extract_jpeg_shape(contents)[:2], tf.int64),
+        lambda: tf.zeros([2], tf.int64),
+    )
     for magic, height, width in [
-            (b"\x89PNG", number(20, 4), number(16, 4)),
-            (b"GIF8", number(8, 2, little_endian=True), number(6, 2, little_endian=True)),
-            # BMP sizes are signed: a negative height means rows stored top-down.
-            (b"BM", tf.abs(int32(number(22, 4, little_endian=True))),
-             tf.abs(int32(number(18, 4, little_endian=True))))]:
+        (b"\x89PNG", number(20, 4), number(16, 4)),
+        (b"GIF8", number(8, 2, little_endian=True), number(6, 2, little_endian=True)),
+        # BMP sizes are signed: a negative height means rows stored top-down.
+        (
+            b"BM",
+            tf.abs(int32(number(22, 4, little_endian=True))),
+            tf.abs(int32(number(18, 4, little_endian=True))),
+        ),
+    ]:
         size = tf.where(starts_with(magic), tf.stack([height, width]), size)
     return size[0], size[1]
 
 
 def to_model_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """uint8 [h, w] or [h, w, 1|3|4] -> [h, w, channels]: alpha dropped, gray via the RGB conversion."""
+    """uint8 [h, w] or [h, w, 1|3|4] -> [h, w, channels]: alpha dropped, gray via the RGB
+    conversion."""
     image = tf.convert_to_tensor(image, tf.uint8)
     if image.shape.rank == 2:
         image = image[..., tf.newaxis]
@@ -78,7 +96,8 @@ def to_model_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 
 
 def fitted_width(height, width, input_shape):
-    """Width of a ``height`` x ``width`` image fitted to ``input_shape`` (before padding), at least 1.
+    """Width of a ``height`` x ``width`` image fitted to ``input_shape`` (before padding), at least
+    1.
 
     The height becomes H with the aspect ratio kept, rounded to the nearest column, and a wider
     result is squeezed to W. One integer formula for Python ints (the start-up check) and int

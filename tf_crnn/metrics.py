@@ -7,10 +7,11 @@
 
 The Estimator's EVAL graph runs these same Python functions through ``tf.py_function``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Dict, Hashable, List, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +30,7 @@ def edit_distance(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
     return previous[-1]
 
 
-def split_words(units: Sequence[Hashable], space: Hashable = " ") -> List[tuple]:
+def split_words(units: Sequence[Hashable], space: Hashable = " ") -> list[tuple]:
     """Words of a unit sequence: the runs between space units (empty runs dropped)."""
     words, current = [], []
     for unit in units:
@@ -47,6 +48,7 @@ def split_words(units: Sequence[Hashable], space: Hashable = " ") -> List[tuple]
 @dataclass
 class ErrorCounts:
     """Sums from which CER, WER and word accuracy are computed; add them up over batches."""
+
     char_errors: int = 0
     chars: int = 0
     word_errors: int = 0
@@ -55,8 +57,12 @@ class ErrorCounts:
     sequences: int = 0
 
     @classmethod
-    def of(cls, predictions: Sequence[Sequence[Hashable]], truths: Sequence[Sequence[Hashable]],
-           space: Hashable = " ") -> "ErrorCounts":
+    def of(
+        cls,
+        predictions: Sequence[Sequence[Hashable]],
+        truths: Sequence[Sequence[Hashable]],
+        space: Hashable = " ",
+    ) -> ErrorCounts:
         if len(predictions) != len(truths):
             raise ValueError(f"{len(predictions)} predictions for {len(truths)} labels")
         counts = cls()
@@ -71,11 +77,18 @@ class ErrorCounts:
             counts.sequences += 1
         return counts
 
-    def __add__(self, other: "ErrorCounts") -> "ErrorCounts":
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
         return ErrorCounts(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
 
     def as_tuple(self) -> tuple:
-        return (self.char_errors, self.chars, self.word_errors, self.words, self.correct_sequences, self.sequences)
+        return (
+            self.char_errors,
+            self.chars,
+            self.word_errors,
+            self.words,
+            self.correct_sequences,
+            self.sequences,
+        )
 
     @property
     def cer(self) -> float:
@@ -105,12 +118,19 @@ def word_accuracy(predictions, truths) -> float:
 # ----------------------------------------------------------------------------------------------
 # Estimator glue: the functions above as streaming eval_metric_ops
 # ----------------------------------------------------------------------------------------------
-def eval_metric_ops(predicted_codes: tf.Tensor, true_codes: tf.Tensor, space_code: int) -> Dict[str, tuple]:
-    """``{"cer", "wer", "word_accuracy"}`` metric ops over [batch, time] int codes padded with -1."""
+def eval_metric_ops(
+    predicted_codes: tf.Tensor, true_codes: tf.Tensor, space_code: int
+) -> dict[str, tuple]:
+    """``{"cer", "wer", "word_accuracy"}`` metric ops over [batch, time] int codes padded with
+    -1."""
+
     def batch_counts(predicted, truth):
         def units(row):
             return [int(c) for c in row if c >= 0]
-        counts = ErrorCounts.of([units(r) for r in predicted.numpy()], [units(r) for r in truth.numpy()], space_code)
+
+        counts = ErrorCounts.of(
+            [units(r) for r in predicted.numpy()], [units(r) for r in truth.numpy()], space_code
+        )
         return np.array(counts.as_tuple(), dtype=np.float64)
 
     counts = tf.py_function(batch_counts, [predicted_codes, true_codes], tf.float64)
@@ -128,9 +148,15 @@ def _ratio_metric(numerator: tf.Tensor, denominator: tf.Tensor, name: str) -> tu
     with tf.compat.v1.variable_scope(f"metric_{name}"):
         # Local metric variables: reset by the Estimator at the start of every evaluation.
         total_num, total_den = (
-            tf.compat.v1.get_local_variable(part, [], tf.float64, tf.zeros_initializer(),
-                                            collections=[tf.compat.v1.GraphKeys.METRIC_VARIABLES])
-            for part in ("numerator", "denominator"))
+            tf.compat.v1.get_local_variable(
+                part,
+                [],
+                tf.float64,
+                tf.zeros_initializer(),
+                collections=[tf.compat.v1.GraphKeys.METRIC_VARIABLES],
+            )
+            for part in ("numerator", "denominator")
+        )
     update = tf.group(total_num.assign_add(numerator), total_den.assign_add(denominator))
     value = tf.math.divide_no_nan(total_num.read_value(), total_den.read_value())
     return value, update

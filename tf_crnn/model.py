@@ -63,15 +63,15 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
         return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=_train_op(loss, params))
 
     predicted_codes = decoding.greedy_decode(logits_time_major, sequence_lengths)
-    true_codes = tf.sparse.to_dense(
-        tf.cast(labels, tf.int32), default_value=constants.PADDING_CODE
-    )
+    true_codes = tf.sparse.to_dense(tf.cast(labels, tf.int32), default_value=constants.PADDING_CODE)
     eval_metrics = metrics.eval_metric_ops(predicted_codes, true_codes, alphabet.code_of(" "))
     summary = visualize.predictions_summary(
         images, widths, alphabet.tf_decode(predicted_codes), alphabet.tf_decode(true_codes)
     )
     summary_dir = f"{config.model_dir}/{constants.EVAL_DIR}"
-    hooks = [tf.estimator.SummarySaverHook(save_steps=1, output_dir=summary_dir, summary_op=summary)]
+    hooks = [
+        tf.estimator.SummarySaverHook(save_steps=1, output_dir=summary_dir, summary_op=summary)
+    ]
     return tf.estimator.EstimatorSpec(
         mode, loss=loss, eval_metric_ops=eval_metrics, evaluation_hooks=hooks
     )

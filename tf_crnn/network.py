@@ -37,7 +37,8 @@ def input_shape_problem(height: int, width: int) -> str | None:
 
 
 def time_steps(width):
-    """CTC time steps of an image whose content is ``width`` columns wide: width // 4 - 1, at least 1.
+    """CTC time steps of an image whose content is ``width`` columns wide: width // 4 - 1, at least
+    1.
 
     The one formula for the start-up check (Python ints) and the model's sequence lengths (int
     tensors). At least 1: content narrower than 8 columns still reaches the first feature column,

@@ -1,4 +1,5 @@
-"""``python -m tf_crnn.predict``: a SavedModel applied to image files or a CSV; :class:`Predictor` for Python.
+"""``python -m tf_crnn.predict``: a SavedModel applied to image files or a CSV; :class:`Predictor`
+for Python.
 
     python -m tf_crnn.predict --model runs/demo --images a.png b.jpg
     python -m tf_crnn.predict --model runs/demo --csv data/eval.csv --output predictions.csv
@@ -6,14 +7,15 @@
 ``--model`` is an export folder, or a job directory (meaning its newest export). A file that cannot
 be read or decoded is reported with its path and the rest go on.
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -45,14 +47,15 @@ WORST_SHOWN = 10
 @dataclass
 class Prediction:
     """The recognizer's answer for one image, or why there is none."""
+
     source: str
     text: str = ""
-    top_texts: List[str] = field(default_factory=list)
-    scores: List[float] = field(default_factory=list)
-    error: Optional[str] = None
+    top_texts: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    error: str | None = None
 
 
-def export_names(export_base: str) -> List[str]:
+def export_names(export_base: str) -> list[str]:
     """The finished (timestamp-named) SavedModel versions in ``export_base``; unfinished ones are
     written under a ``temp-`` name first."""
     if not tf.io.gfile.isdir(export_base):
@@ -68,9 +71,12 @@ def find_saved_model(model_dir: str) -> str:
     if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         return model_dir
 
-    def versions(folder: str) -> List[tuple]:
-        return [(int(name), os.path.join(folder, name)) for name in export_names(folder)
-                if tf.io.gfile.exists(os.path.join(folder, name, "saved_model.pb"))]
+    def versions(folder: str) -> list[tuple]:
+        return [
+            (int(name), os.path.join(folder, name))
+            for name in export_names(folder)
+            if tf.io.gfile.exists(os.path.join(folder, name, "saved_model.pb"))
+        ]
 
     candidates = versions(model_dir)
     export_root = os.path.join(model_dir, EXPORT_DIR)
@@ -78,16 +84,27 @@ def find_saved_model(model_dir: str) -> str:
         for kind in tf.io.gfile.listdir(export_root):
             candidates += versions(os.path.join(export_root, kind.rstrip("/")))
     if not candidates:
-        raise FileNotFoundError(f"{model_dir} is neither a SavedModel, a folder of SavedModel versions, "
-                                f"nor a job directory with exports")
+        raise FileNotFoundError(
+            f"{model_dir} is neither a SavedModel, a folder of SavedModel versions, "
+            f"nor a job directory with exports"
+        )
     return max(candidates)[1]
 
 
 class Predictor:
-    """Loads a SavedModel once and recognizes text in batches of paths, encoded bytes or arrays."""
+    """Loads a SavedModel once and recognizes text in batches of paths, encoded bytes or arrays.
 
-    def __init__(self, model_dir: str, batch_size: Optional[int] = None):
-        """``batch_size`` images per model call; by default the model's own ``eval_batch_size``."""
+    Every way in is preprocessed exactly like training (bytes in the graph, arrays with the same
+    ``preprocess_image``). Each method returns one :class:`Prediction` per input, in order; an
+    input that cannot be read or decoded gets ``error`` set instead of stopping the others.
+
+    Args:
+        model_dir: a SavedModel, a folder of SavedModel versions (``export/best``), or a job
+            directory (its newest export); see :func:`find_saved_model`.
+        batch_size: images per model call; by default the model's own ``eval_batch_size``.
+    """
+
+    def __init__(self, model_dir: str, batch_size: int | None = None):
         self.path = find_saved_model(model_dir)
         self.params = Params.from_json(os.path.join(self.path, ASSETS_EXTRA, PARAMS_FILE))
         self.alphabet = Alphabet.from_params(self.params)
@@ -96,82 +113,123 @@ class Predictor:
         self._from_bytes = self._model.signatures[SIGNATURE_BYTES]
         self._from_images = self._model.signatures[SIGNATURE_IMAGES]
 
-    def predict_files(self, paths: Sequence[str], progress: bool = False) -> List[Prediction]:
-        """Image files (any gfile path) -> predictions; a file that cannot be read or decoded gets ``error``.
+    def predict_files(self, paths: Sequence[str], progress: bool = False) -> list[Prediction]:
+        """Image files (any gfile path) -> predictions; a file that cannot be read or decoded gets
+        ``error``.
 
         Files are read one batch at a time, so a long list never sits in memory at once.
         """
-        results: List[Prediction] = []
+        results: list[Prediction] = []
         for batch in self._batches(len(paths), progress):
-            contents: Dict[int, bytes] = {}
-            predictions: Dict[int, Prediction] = {}
+            contents: dict[int, bytes] = {}
+            predictions: dict[int, Prediction] = {}
             for index in range(batch.start, batch.stop):
                 try:
                     with tf.io.gfile.GFile(paths[index], "rb") as f:
                         contents[index] = f.read()
                 except (tf.errors.OpError, OSError) as error:
-                    predictions[index] = Prediction(paths[index], error=f"cannot read file: {error_reason(error)}")
+                    predictions[index] = Prediction(
+                        paths[index], error=f"cannot read file: {error_reason(error)}"
+                    )
             readable = list(contents)
-            predictions.update(zip(readable, self._predict_batch([contents[i] for i in readable],
-                                                                 [paths[i] for i in readable])))
+            predictions.update(
+                zip(
+                    readable,
+                    self._predict_batch(
+                        [contents[i] for i in readable], [paths[i] for i in readable]
+                    ),
+                )
+            )
             results += [predictions[index] for index in range(batch.start, batch.stop)]
         return results
 
-    def predict_bytes(self, contents: Sequence[bytes], sources: Optional[Sequence[str]] = None,
-                      progress: bool = False) -> List[Prediction]:
+    def predict_bytes(
+        self,
+        contents: Sequence[bytes],
+        sources: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> list[Prediction]:
         """Encoded images -> predictions; an image that does not decode gets ``error`` set."""
-        sources = list(sources) if sources is not None else [f"image {i}" for i in range(len(contents))]
-        results: List[Prediction] = []
+        sources = (
+            list(sources) if sources is not None else [f"image {i}" for i in range(len(contents))]
+        )
+        results: list[Prediction] = []
         for batch in self._batches(len(contents), progress):
             results += self._predict_batch(list(contents[batch]), sources[batch])
         return results
 
-    def predict_arrays(self, images: Sequence[np.ndarray], progress: bool = False) -> List[Prediction]:
-        """uint8 arrays [h, w] (gray) or [h, w, 3|4] (RGB, RGBA) -> predictions, preprocessed like training."""
-        results: List[Prediction] = []
+    def predict_arrays(
+        self, images: Sequence[np.ndarray], progress: bool = False
+    ) -> list[Prediction]:
+        """uint8 arrays [h, w] (gray) or [h, w, 3|4] (RGB, RGBA) -> predictions, preprocessed like
+        training."""
+        results: list[Prediction] = []
         for batch in self._batches(len(images), progress):
             channels = self.params.input_channels
-            fitted = [preprocess_image(to_model_channels(np.asarray(image, np.uint8), channels), self.params)
-                      for image in images[batch]]
-            outputs = self._from_images(**{IMAGES: tf.stack([pixels for pixels, _ in fitted]),
-                                           IMAGES_WIDTHS: tf.stack([width for _, width in fitted])})
-            results += self._outputs_to_predictions(outputs, [f"array {i}" for i in range(batch.start, batch.stop)])
+            fitted = [
+                preprocess_image(
+                    to_model_channels(np.asarray(image, np.uint8), channels), self.params
+                )
+                for image in images[batch]
+            ]
+            outputs = self._from_images(
+                **{
+                    IMAGES: tf.stack([pixels for pixels, _ in fitted]),
+                    IMAGES_WIDTHS: tf.stack([width for _, width in fitted]),
+                }
+            )
+            results += self._outputs_to_predictions(
+                outputs, [f"array {i}" for i in range(batch.start, batch.stop)]
+            )
         return results
 
     def _batches(self, count: int, progress: bool) -> Iterator[slice]:
-        """Slices of ``batch_size`` items over ``count``, advancing a progress bar as each is done."""
+        """Slices of ``batch_size`` items over ``count``, advancing a progress bar as each is
+        done."""
         with tqdm(total=count, disable=not progress, unit="image", desc="predicting") as bar:
             for start in range(0, count, self.batch_size):
                 batch = slice(start, min(start + self.batch_size, count))
                 yield batch
                 bar.update(batch.stop - batch.start)
 
-    def _predict_batch(self, contents: List[bytes], sources: Sequence[str]) -> List[Prediction]:
+    def _predict_batch(self, contents: list[bytes], sources: Sequence[str]) -> list[Prediction]:
         if not contents:
             return []
         try:
-            return self._outputs_to_predictions(self._from_bytes(**{IMAGE_BYTES: tf.constant(contents, tf.string)}), sources)
+            return self._outputs_to_predictions(
+                self._from_bytes(**{IMAGE_BYTES: tf.constant(contents, tf.string)}), sources
+            )
         except tf.errors.InvalidArgumentError:
             # One bad image fails its whole batch: redo it image by image to name the culprit.
             return [self._predict_one(item, source) for item, source in zip(contents, sources)]
 
     def _predict_one(self, contents: bytes, source: str) -> Prediction:
         try:
-            return self._outputs_to_predictions(self._from_bytes(**{IMAGE_BYTES: tf.constant([contents])}), [source])[0]
+            return self._outputs_to_predictions(
+                self._from_bytes(**{IMAGE_BYTES: tf.constant([contents])}), [source]
+            )[0]
         except tf.errors.InvalidArgumentError as error:
             return Prediction(source, error=f"cannot decode image: {error_reason(error)}")
 
     @staticmethod
-    def _outputs_to_predictions(outputs, sources: Sequence[str]) -> List[Prediction]:
+    def _outputs_to_predictions(outputs, sources: Sequence[str]) -> list[Prediction]:
         words = outputs[WORDS].numpy()
         top_words = outputs[TOP_WORDS].numpy()
         scores = outputs[SCORES].numpy()
-        return [Prediction(source, words[i].decode("utf-8"), [w.decode("utf-8") for w in top_words[i]],
-                           [float(s) for s in scores[i]]) for i, source in enumerate(sources)]
+        return [
+            Prediction(
+                source,
+                words[i].decode("utf-8"),
+                [w.decode("utf-8") for w in top_words[i]],
+                [float(s) for s in scores[i]],
+            )
+            for i, source in enumerate(sources)
+        ]
 
 
 def error_reason(error: Exception) -> str:
-    """The cause of ``error`` in one line, without TensorFlow's "Graph execution error" frame and node names."""
+    """The cause of ``error`` in one line, without TensorFlow's "Graph execution error" frame and
+    node names."""
     if not isinstance(error, tf.errors.OpError):
         return str(error)
     lines = [line.strip() for line in error.message.splitlines() if line.strip()]
@@ -181,15 +239,29 @@ def error_reason(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tf_crnn.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="SavedModel folder, or a job directory (its newest export).")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_crnn.predict", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--model", required=True, help="SavedModel folder, or a job directory (its newest export)."
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", nargs="+", metavar="IMAGE", help="Image files (PNG, JPEG, BMP, GIF).")
-    source.add_argument("--csv", help="CSV of 'image_path;label' rows (or image paths only); labels give CER.")
-    parser.add_argument("--output", help="Write 'image_path;prediction;score' rows (plus the label) to this CSV.")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="Images per model call (default: the model's eval_batch_size setting).")
+    source.add_argument(
+        "--images", nargs="+", metavar="IMAGE", help="Image files (PNG, JPEG, BMP, GIF)."
+    )
+    source.add_argument(
+        "--csv", help="CSV of 'image_path;label' rows (or image paths only); labels give CER."
+    )
+    parser.add_argument(
+        "--output", help="Write 'image_path;prediction;score' rows (plus the label) to this CSV."
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Images per model call (default: the model's eval_batch_size setting).",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -199,7 +271,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.csv:
         try:
-            rows = read_csv_rows(args.csv, predictor.params.csv_delimiter, labels_optional=True).strict()
+            rows = read_csv_rows(
+                args.csv, predictor.params.csv_delimiter, labels_optional=True
+            ).strict()
         except DataError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -218,22 +292,35 @@ def main(argv: Optional[List[str]] = None) -> int:
             writer = csv.writer(f, delimiter=predictor.params.csv_delimiter, lineterminator="\n")
             for prediction, label in zip(predictions, labels):
                 score = f"{prediction.scores[0]:.4f}" if prediction.scores else ""
-                writer.writerow([prediction.source, prediction.text, score] + ([label] if args.csv else []))
+                writer.writerow(
+                    [prediction.source, prediction.text, score] + ([label] if args.csv else [])
+                )
         print(f"wrote {len(predictions)} predictions to {args.output}")
     if any(labels):
         report_accuracy(predictor.alphabet, predictions, labels)
     return 1 if any(p.error for p in predictions) else 0
 
 
-def report_accuracy(alphabet: Alphabet, predictions: Sequence[Prediction], labels: Sequence[str]) -> None:
+def report_accuracy(
+    alphabet: Alphabet, predictions: Sequence[Prediction], labels: Sequence[str]
+) -> None:
     """Prints CER and word accuracy over the readable images, and the worst predictions."""
     pairs = [(p, label) for p, label in zip(predictions, labels) if not p.error]
-    counts = metrics.ErrorCounts.of([alphabet.split(p.text) for p, _ in pairs],
-                                    [alphabet.split(label) for _, label in pairs])
-    print(f"{counts.sequences} labelled images: CER {counts.cer:.4f}, word accuracy {counts.word_accuracy:.4f}, "
-          f"WER {counts.wer:.4f}")
-    errors = sorted(((metrics.edit_distance(alphabet.split(p.text), alphabet.split(label)), p, label)
-                     for p, label in pairs), key=lambda item: -item[0])
+    counts = metrics.ErrorCounts.of(
+        [alphabet.split(p.text) for p, _ in pairs], [alphabet.split(label) for _, label in pairs]
+    )
+    print(
+        f"{counts.sequences} labelled images: CER {counts.cer:.4f}, word accuracy "
+        f"{counts.word_accuracy:.4f}, "
+        f"WER {counts.wer:.4f}"
+    )
+    errors = sorted(
+        (
+            (metrics.edit_distance(alphabet.split(p.text), alphabet.split(label)), p, label)
+            for p, label in pairs
+        ),
+        key=lambda item: -item[0],
+    )
     worst = [item for item in errors if item[0] > 0][:WORST_SHOWN]
     if worst:
         print("worst predictions (edits, image, prediction, label):")

@@ -105,7 +105,8 @@ def train_and_evaluate(
     tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     wall_seconds = time.time() - start
     if not chief:
-        # Workers and the evaluator are done; the chief reports (a parameter server never gets here).
+        # Workers and the evaluator are done; the chief reports (a parameter server never gets
+        # here).
         task = tf_config["task"]
         print(
             f"{task['type']} {task.get('index', 0)} finished after running "
@@ -211,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def refuse_misspelled_settings(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> None:
-    """Unknown arguments are ignored (cloud services add their own), unless they look like a typo."""
+    """Unknown arguments are ignored (cloud services add their own), unless they look like a
+    typo."""
     known = [option for action in parser._actions for option in action.option_strings]
     for argument in unknown:
         name = argument.split("=", 1)[0]

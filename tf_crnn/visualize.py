@@ -57,7 +57,13 @@ def samples_grid(
     gray = (200, 200, 200)
     tiles = [
         cv2.copyMakeBorder(
-            t, 4, 4 + height - t.shape[0], 4, 4 + width - t.shape[1], cv2.BORDER_CONSTANT, value=gray
+            t,
+            4,
+            4 + height - t.shape[0],
+            4,
+            4 + width - t.shape[1],
+            cv2.BORDER_CONSTANT,
+            value=gray,
         )
         for t in tiles
     ]
@@ -70,7 +76,8 @@ def samples_grid(
 def save_samples_png(
     path: str, image_paths: Sequence[str], predictions: Sequence[str], truths: Sequence[str]
 ) -> None:
-    """Writes a :func:`samples_grid` of the images at ``image_paths`` to ``path`` (any gfile scheme)."""
+    """Writes a :func:`samples_grid` of the images at ``image_paths`` to ``path`` (any gfile
+    scheme)."""
     # TensorFlow's decoder, like training: OpenCV reads no GIF.
     images = [decode_image(tf.io.read_file(p), 3).numpy()[..., ::-1] for p in image_paths]
     ok, encoded = cv2.imencode(".png", samples_grid(images, predictions, truths))
@@ -85,7 +92,9 @@ def predictions_summary(images, widths, predicted_texts, true_texts) -> tf.Tenso
     def draw(images, widths, predicted, truth):
         pictures = [
             captioned(image[:, : max(int(w), 1)], p.decode(), t.decode(), width=images.shape[2])
-            for image, w, p, t in zip(images.numpy(), widths.numpy(), predicted.numpy(), truth.numpy())
+            for image, w, p, t in zip(
+                images.numpy(), widths.numpy(), predicted.numpy(), truth.numpy()
+            )
         ]
         return np.stack(pictures)[..., ::-1]  # BGR -> RGB
 
