@@ -26,6 +26,21 @@ from tf_crnn.alphabet import BUILTIN_NAMES
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
 LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored", "parameter_server")
+# Settings checked alike in Params.validate.
+AUGMENTATION_RANGES = """
+    aug_rotation_max_degrees aug_shear_max aug_padding_max aug_brightness_max
+    aug_contrast_max aug_noise_stddev_max
+""".split()
+AT_LEAST_ONE = """
+    train_batch_size eval_batch_size shuffle_buffer_size save_interval
+    keep_checkpoint_max save_summary_steps exports_to_keep best_exports_to_keep
+    log_step_count_steps rnn_units rnn_layers beam_width
+    num_beam_paths
+""".split()
+AT_LEAST_ZERO = """
+    train_steps eval_steps learning_decay_steps warmup_steps
+    eval_throttle_secs eval_start_delay_secs
+""".split()
 
 
 class ParamsError(ValueError):
@@ -43,130 +58,94 @@ def _doc(default: Any, doc: str, **kwargs: Any) -> Any:
 
 @dataclass
 class Params:
-    # --- input -------------------------------------------------------------------------------
-    input_shape: list[int] = _doc(
-        [32, 128],
-        "Network input [height, width]; images are fitted to it keeping their aspect ratio.",
-    )
-    input_channels: int = _doc(
-        1, "1 = grayscale, 3 = RGB. Images of any colour mode are converted."
-    )
+    # One declaration per setting, its documentation beside it (kept as written by hand).
+    # fmt: off
+    # --- input ------------------------------------------------------------------------------------
+    input_shape: list[int] = _doc([32, 128], "Network input [height, width]; images are fitted to "
+        "it keeping their aspect ratio.")
+    input_channels: int = _doc(1, "1 = grayscale, 3 = RGB. Images of any colour mode are "
+        "converted.")
     csv_delimiter: str = _doc(";", "Delimiter between image path and label in the CSV files.")
-    string_split_delimiter: str = _doc(
-        "",
-        "If set (tf-crnn used '|'), labels are split on it into units; otherwise every Unicode "
-        "character is a unit.",
-    )
-    skip_bad_samples: bool = _doc(
-        False, "Skip (and count) unreadable rows and images instead of stopping with an error."
-    )
-    # --- alphabet ----------------------------------------------------------------------------
-    alphabet: str = _doc(
-        "auto",
-        "Built-in alphabet name (digits, letters_symbols, letters_digits_symbols), or 'auto' to "
-        "collect it from the training CSV labels.",
-    )
-    alphabet_string: str = _doc(
-        "",
-        "The alphabet as a plain string of units (split like labels); leave 'alphabet' at 'auto'.",
-    )
-    lookup_alphabet_file: str = _doc(
-        "", "tf-crnn lookup JSON {\"unit\": code}; leave 'alphabet' at 'auto'."
-    )
-    alphabet_case_fold: bool = _doc(
-        False, "Lower-case labels and alphabet, so that 'A' and 'a' are one class."
-    )
-    alphabet_units: list[str] = _doc(
-        [],
-        "The resolved alphabet, in code order (filled in from the sources above and saved with "
-        "the run).",
-    )
-    # --- augmentation (TRAIN only; each is off at 0) --------------------------------------------
+    string_split_delimiter: str = _doc("", "If set (tf-crnn used '|'), labels are split on it "
+        "into units; otherwise every Unicode character is a unit.")
+    skip_bad_samples: bool = _doc(False, "Skip (and count) unreadable rows and images instead of "
+        "stopping with an error.")
+    # --- alphabet ---------------------------------------------------------------------------------
+    alphabet: str = _doc("auto", "Built-in alphabet name (digits, letters_symbols, "
+        "letters_digits_symbols), or 'auto' to collect it from the training CSV labels.")
+    alphabet_string: str = _doc("", "The alphabet as a plain string of units (split like labels); "
+        "leave 'alphabet' at 'auto'.")
+    lookup_alphabet_file: str = _doc("", "tf-crnn lookup JSON {\"unit\": code}; leave 'alphabet' "
+        "at 'auto'.")
+    alphabet_case_fold: bool = _doc(False, "Lower-case labels and alphabet, so that 'A' and 'a' "
+        "are one class.")
+    alphabet_units: list[str] = _doc([], "The resolved alphabet, in code order (filled in from "
+        "the sources above and saved with the run).")
+    # --- augmentation (TRAIN only; each is off at 0) ----------------------------------------------
     data_augmentation: bool = _doc(True, "Master switch for training-time augmentation.")
     aug_rotation_max_degrees: float = _doc(1.5, "Random rotation in [-x, x] degrees.")
     aug_shear_max: float = _doc(0.15, "Random horizontal shear (slant) factor in [-x, x].")
-    aug_padding_max: float = _doc(
-        0.1,
-        "Random margins up to x times the image height on each side (content shifts and shrinks).",
-    )
+    aug_padding_max: float = _doc(0.1, "Random margins up to x times the image height on each "
+        "side (content shifts and shrinks).")
     aug_brightness_max: float = _doc(0.15, "Random brightness shift in [-x, x] (pixels in [0, 1]).")
     aug_contrast_max: float = _doc(0.3, "Random contrast factor in [1 - x, 1 + x].")
     aug_noise_stddev_max: float = _doc(0.03, "Gaussian noise with a random stddev in [0, x].")
     aug_blur_probability: float = _doc(0.2, "Probability of a 3x3 box blur.")
-    # --- batches and training length ---------------------------------------------------------
-    train_batch_size: int = _doc(
-        64, "Global training batch size (split across replicas when distributed)."
-    )
+    # --- batches and training length --------------------------------------------------------------
+    train_batch_size: int = _doc(64, "Global training batch size (split across replicas when "
+        "distributed).")
     eval_batch_size: int = _doc(64, "Evaluation and prediction batch size.")
-    shuffle_buffer_size: int = _doc(
-        10000, "Shuffle buffer of the training set (reshuffled each epoch)."
-    )
-    train_steps: int = _doc(
-        10000,
-        "Total training steps (global step target); recomputed from n_epochs when that is set.",
-    )
-    n_epochs: float = _doc(
-        0.0, "Train for this many epochs instead of train_steps (0 = use train_steps)."
-    )
+    shuffle_buffer_size: int = _doc(10000, "Shuffle buffer of the training set (reshuffled each "
+        "epoch).")
+    train_steps: int = _doc(10000, "Total training steps (global step target); recomputed from "
+        "n_epochs when that is set.")
+    n_epochs: float = _doc(0.0, "Train for this many epochs instead of train_steps (0 = use "
+        "train_steps).")
     eval_steps: int = _doc(0, "Batches per evaluation (0 = the whole evaluation set).")
-    # --- optimisation ------------------------------------------------------------------------
-    optimizer: str = _doc(
-        "adam", "adam, adadelta (the paper's, use learning_rate 1.0), rmsprop or momentum."
-    )
+    # --- optimisation -----------------------------------------------------------------------------
+    optimizer: str = _doc("adam", "adam, adadelta (the paper's, use learning_rate 1.0), rmsprop "
+        "or momentum.")
     learning_rate: float = _doc(1e-3, "Initial learning rate.")
     momentum: float = _doc(0.9, "Momentum of the momentum and rmsprop optimizers.")
     learning_rate_schedule: str = _doc("constant", "constant, exponential or cosine.")
-    learning_decay_steps: int = _doc(
-        0,
-        "Exponential: steps per decay by learning_decay_rate; cosine: steps to decay to 0 (0 = "
-        "train_steps for both).",
-    )
+    learning_decay_steps: int = _doc(0, "Exponential: steps per decay by learning_decay_rate; "
+        "cosine: steps to decay to 0 (0 = train_steps for both).")
     learning_decay_rate: float = _doc(0.96, "Exponential decay factor per learning_decay_steps.")
-    learning_decay_staircase: bool = _doc(
-        False, "Exponential decay in steps instead of continuously."
-    )
+    learning_decay_staircase: bool = _doc(False, "Exponential decay in steps instead of "
+        "continuously.")
     warmup_steps: int = _doc(0, "Linear learning-rate warm-up from 0 over this many steps.")
     gradient_clip_norm: float = _doc(5.0, "Clip gradients by global norm (0 = off).")
-    # --- network -----------------------------------------------------------------------------
-    conv_filters: list[int] = _doc(
-        [64, 128, 256, 256, 512, 512, 512], "Filters of the 7 conv layers (paper Table 1)."
-    )
+    # --- network ----------------------------------------------------------------------------------
+    conv_filters: list[int] = _doc([64, 128, 256, 256, 512, 512, 512], "Filters of the 7 conv "
+        "layers (paper Table 1).")
     rnn_units: int = _doc(256, "LSTM units per direction.")
     rnn_layers: int = _doc(2, "Stacked bidirectional LSTM layers.")
-    dropout_rate: float = _doc(
-        0.2, "Dropout before each BiLSTM and before the output layer (TRAIN only)."
-    )
-    batch_norm_momentum: float = _doc(
-        0.9,
-        "Batch-norm moving-average momentum. Keras' 0.99 lags for hundreds of steps and makes "
-        "early evaluations look broken.",
-    )
-    # --- decoding ----------------------------------------------------------------------------
+    dropout_rate: float = _doc(0.2, "Dropout before each BiLSTM and before the output layer "
+        "(TRAIN only).")
+    batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags "
+        "for hundreds of steps and makes early evaluations look broken.")
+    # --- decoding ---------------------------------------------------------------------------------
     beam_width: int = _doc(10, "CTC beam width for prediction.")
     num_beam_paths: int = _doc(3, "Top paths returned by beam search (top_words, scores).")
-    # --- checkpoints, summaries, evaluation ----------------------------------------------------
+    # --- checkpoints, summaries, evaluation -------------------------------------------------------
     save_interval: int = _doc(500, "Checkpoint every N steps.")
     keep_checkpoint_max: int = _doc(5, "Checkpoints kept.")
     save_summary_steps: int = _doc(100, "TensorBoard summaries every N steps.")
     log_step_count_steps: int = _doc(100, "Log loss and steps/s every N steps.")
     eval_throttle_secs: int = _doc(60, "Evaluate at most every N seconds (after a new checkpoint).")
     eval_start_delay_secs: int = _doc(0, "Seconds before the first evaluation.")
-    exports_to_keep: int = _doc(
-        3, "SavedModels kept in JOB_DIR/export/latest (one after each evaluation)."
-    )
-    best_exports_to_keep: int = _doc(
-        1, "SavedModels with the lowest evaluation CER kept in JOB_DIR/export/best."
-    )
+    exports_to_keep: int = _doc(3, "SavedModels kept in JOB_DIR/export/latest (one after each "
+        "evaluation).")
+    best_exports_to_keep: int = _doc(1, "SavedModels with the lowest evaluation CER kept in "
+        "JOB_DIR/export/best.")
     random_seed: int = _doc(42, "Graph-level random seed.")
-    # --- distribution --------------------------------------------------------------------------
-    distribution: str = _doc(
-        "none",
-        "none (one device, or TF_CONFIG between-graph replication), mirrored (several GPUs of one "
-        "machine), multi_worker_mirrored or parameter_server (several machines through TF_CONFIG).",
-    )
-    mirrored_devices: list[str] = _doc(
-        [], 'Devices for \'mirrored\', e.g. ["/gpu:0", "/gpu:1"] (empty: every GPU, else the CPU).'
-    )
+    # --- distribution -----------------------------------------------------------------------------
+    distribution: str = _doc("none", "none (one device, or TF_CONFIG between-graph replication), "
+        "mirrored (several GPUs of one machine), multi_worker_mirrored or parameter_server "
+        "(several machines through TF_CONFIG).")
+    mirrored_devices: list[str] = _doc([], "Devices for 'mirrored', e.g. [\"/gpu:0\", \"/gpu:1\"] "
+        "(empty: every GPU, else the CPU).")
+    # fmt: on
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -277,43 +256,15 @@ class Params:
             "alphabet",
             f"leave it at 'auto' when {sources[0] if sources else ''} is set",
         )
-        for key in (
-            "aug_rotation_max_degrees",
-            "aug_shear_max",
-            "aug_padding_max",
-            "aug_brightness_max",
-            "aug_contrast_max",
-            "aug_noise_stddev_max",
-        ):
+        for key in AUGMENTATION_RANGES:
             require(getattr(self, key) >= 0, key, "must be >= 0 (0 turns it off)")
         require(self.aug_rotation_max_degrees <= 45, "aug_rotation_max_degrees", "must be <= 45")
         require(self.aug_padding_max <= 1, "aug_padding_max", "must be <= 1")
         require(self.aug_contrast_max < 1, "aug_contrast_max", "must be < 1")
         require(0 <= self.aug_blur_probability <= 1, "aug_blur_probability", "must be in [0, 1]")
-        for key in (
-            "train_batch_size",
-            "eval_batch_size",
-            "shuffle_buffer_size",
-            "save_interval",
-            "keep_checkpoint_max",
-            "save_summary_steps",
-            "exports_to_keep",
-            "best_exports_to_keep",
-            "log_step_count_steps",
-            "rnn_units",
-            "rnn_layers",
-            "beam_width",
-            "num_beam_paths",
-        ):
+        for key in AT_LEAST_ONE:
             require(getattr(self, key) >= 1, key, "must be >= 1")
-        for key in (
-            "train_steps",
-            "eval_steps",
-            "learning_decay_steps",
-            "warmup_steps",
-            "eval_throttle_secs",
-            "eval_start_delay_secs",
-        ):
+        for key in AT_LEAST_ZERO:
             require(getattr(self, key) >= 0, key, "must be >= 0")
         require(self.n_epochs >= 0, "n_epochs", "must be >= 0")
         require(
