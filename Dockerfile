@@ -19,7 +19,7 @@ COPY tf_crnn /tmp/tf_crnn-src/tf_crnn
 COPY hlp /tmp/tf_crnn-src/hlp
 
 # The image's TensorFlow 2.15 (and its Keras 2.15, numpy 1.x) already satisfy install_requires, which
-# are ranges for that reason, so pip keeps them and adds only opencv-python-headless, pandas and tqdm.
+# are ranges for that reason, so pip keeps them and adds only opencv-python-headless and tqdm.
 # The check fails the build if pip ever replaced TensorFlow.
 RUN python3 -m pip install /tmp/tf_crnn-src \
     && rm -rf /tmp/tf_crnn-src \

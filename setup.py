@@ -4,9 +4,10 @@ Dependency ranges, not pins, so that a cloud training image keeps its own Tensor
 Bounds that matter:
 - keras <2.16: Keras 3 silently replaces ``tf.keras`` and breaks Estimator code.
 - numpy <2: TensorFlow 2.15 is built against numpy 1.x.
-- opencv-python-headless <4.12 and pandas <3: newer releases require numpy 2, and pip would
-  backtrack for minutes before failing.
+- opencv-python-headless <4.12: newer releases require numpy 2, and pip would backtrack for
+  minutes before failing.
 """
+
 from setuptools import find_namespace_packages, setup
 
 setup(
@@ -16,7 +17,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     # Namespace discovery, so that the data folders (alphabets, configs) are packages too.
-    packages=find_namespace_packages(include=["tf_crnn", "tf_crnn.*", "hlp", "hlp.*"], exclude=["*.__pycache__"]),
+    packages=find_namespace_packages(
+        include=["tf_crnn", "tf_crnn.*", "hlp", "hlp.*"], exclude=["*.__pycache__"]
+    ),
     package_data={"tf_crnn": ["alphabets/*.json", "configs/*.json"]},
     include_package_data=True,
     python_requires=">=3.9,<3.12",
@@ -25,7 +28,6 @@ setup(
         "keras>=2.15,<2.16",
         "numpy<2",
         "opencv-python-headless<4.12",
-        "pandas<3",
         "tqdm",
     ],
     extras_require={

@@ -1,4 +1,5 @@
 """Command-line helpers that prepare data sets for tf_crnn (``python -m hlp.<name> --help``)."""
+
 import argparse
 
 

@@ -1,4 +1,5 @@
-"""Rewrite the relative image paths of a tf_crnn CSV as absolute paths, or check that every image exists.
+"""Rewrite the relative image paths of a tf_crnn CSV as absolute paths, or check that every image
+exists.
 
 Why: tf_crnn resolves a relative image path against the folder of the CSV file that lists it. A CSV
 that is copied elsewhere, concatenated with CSVs from other folders, or read by a tool that
@@ -20,19 +21,20 @@ all images are present.
 
 Exit status: 0 done / all found, 1 --check found problems, 2 bad arguments or unreadable CSV.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from hlp import HelpFormatter
 
 BOM = b"\xef\xbb\xbf"
 
 
-def convert(content: bytes, rows, delimiter: str) -> Tuple[bytes, int]:
+def convert(content: bytes, rows, delimiter: str) -> tuple[bytes, int]:
     """``content`` with the image path of each of ``rows`` (from read_csv_rows) replaced by its
     resolved path, and how many paths changed.
 
@@ -49,7 +51,7 @@ def convert(content: bytes, rows, delimiter: str) -> Tuple[bytes, int]:
         if number not in resolved:
             continue  # blank line (not a row)
         prefix = BOM if number == 1 and line.startswith(BOM) else b""
-        path_bytes, sep, rest = line[len(prefix):].partition(separator)
+        path_bytes, sep, rest = line[len(prefix) :].partition(separator)
         path = resolved[number]
         if path_bytes.decode("utf-8").strip() == path:
             continue  # already absolute: keep it exactly as written
@@ -65,7 +67,7 @@ def default_output(input_csv: str) -> str:
 
 
 def check(input_csv: str, delimiter: str, out) -> int:
-    """Reports missing images and malformed rows to ``out``; returns how many problems were found."""
+    """Reports missing images and malformed rows to ``out``; returns the number of problems."""
     import tensorflow as tf
 
     from tf_crnn.csv_rows import read_csv_rows
@@ -79,38 +81,60 @@ def check(input_csv: str, delimiter: str, out) -> int:
         print(message, file=out)
     missing, bad = len(missing), len(content.bad_rows)
     if messages:
-        print(f"{input_csv}: {missing} of {len(rows)} image file(s) not found"
-              + (f", {bad} malformed row(s)" if bad else ""), file=out)
+        print(
+            f"{input_csv}: {missing} of {len(rows)} image file(s) not found"
+            + (f", {bad} malformed row(s)" if bad else ""),
+            file=out,
+        )
     else:
         print(f"{input_csv}: all {len(rows)} image file(s) found", file=out)
     return len(messages)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hlp.csv_path_convertor", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("input_csv", metavar="INPUT_CSV",
-                        help="The CSV file to convert or check (rows 'image_path<delimiter>label', no header).")
-    parser.add_argument("--output", "-o", metavar="OUT", default=None,
-                        help="Where to write the converted CSV; '-' writes it to standard output. "
-                             "Default: <input stem>_abs.csv beside INPUT_CSV (never the input itself).")
-    parser.add_argument("--delimiter", default=";", metavar="CHAR",
-                        help="Delimiter between image path and label (one character, as tf_crnn's csv_delimiter).")
-    parser.add_argument("--check", action="store_true",
-                        help="Write nothing; list every row whose image file is missing (and every malformed "
-                             "row) with its row number, and exit with status 1 if there is any, 0 otherwise.")
+    parser = argparse.ArgumentParser(
+        prog="python -m hlp.csv_path_convertor", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "input_csv",
+        metavar="INPUT_CSV",
+        help="The CSV file to convert or check (rows 'image_path<delimiter>label', no header).",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="OUT",
+        default=None,
+        help="Where to write the converted CSV; '-' writes it to standard output. "
+        "Default: <input stem>_abs.csv beside INPUT_CSV (never the input itself).",
+    )
+    parser.add_argument(
+        "--delimiter",
+        default=";",
+        metavar="CHAR",
+        help="Delimiter between image path and label (one character, as tf_crnn's csv_delimiter).",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Write nothing; list every row whose image file is missing (and every malformed "
+        "row) with its row number, and exit with status 1 if there is any, 0 otherwise.",
+    )
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if len(args.delimiter) != 1 or args.delimiter in "\r\n":
-        parser.error(f"--delimiter must be one character other than a line break (got {args.delimiter!r})")
+        parser.error(
+            f"--delimiter must be one character other than a line break (got {args.delimiter!r})"
+        )
     if args.check and args.output is not None:
         parser.error("--check writes nothing: leave out --output")
 
     import tensorflow as tf  # after argument checks, so --help and usage errors are fast
+
     from tf_crnn.csv_rows import DataError, read_csv_rows
 
     try:
@@ -132,7 +156,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output = args.output or default_output(args.input_csv)
     with tf.io.gfile.GFile(output, "wb") as f:
         f.write(converted)
-    print(f"{args.input_csv}: {len(rows)} row(s) written to {output}, {changed} relative path(s) made absolute")
+    print(
+        f"{args.input_csv}: {len(rows)} row(s) written to {output}, "
+        f"{changed} relative path(s) made absolute"
+    )
     return 0
 
 

@@ -8,15 +8,18 @@ with random small gaps or overlaps between them, so the model has to segment as 
 Output, in ``--output DIR``::
 
     DIR/images/train_000000.png ...   grayscale PNG, height 28, white digits on black (as in MNIST)
-    DIR/images/test_000000.png ...
+    DIR/images/eval_000000.png ...
     DIR/train.csv                     rows "images/train_000000.png;4071" (relative paths, UTF-8)
-    DIR/test.csv
+    DIR/eval.csv
 
-Training images use only MNIST training digits and test images only MNIST test digits, so the
-test set measures generalisation to unseen handwriting. The same ``--seed`` gives the same files;
-the train and test splits draw from separate random streams, so changing ``--n-train`` does not
-change the test set. Labels are digit strings and may start with 0 (keep them as text when
-reading the CSV with other tools). A split asked for with 0 samples is not written.
+Training images use only MNIST training digits and evaluation images only MNIST test digits, so
+the eval set measures generalisation to unseen handwriting. The same ``--seed`` gives the same
+files; the train and eval splits draw from separate random streams, so changing ``--n-train``
+does not change the eval set. Labels are digit strings and may start with 0 (keep them as text
+when reading the CSV with other tools). A split asked for with 0 samples is not written.
+
+``DIR`` and ``--mnist`` may be local paths or any URL ``tf.io.gfile`` reads and writes, such as
+``gs://bucket/mnist_numbers``: every file goes through ``tf.io.gfile``.
 
 MNIST source (``--mnist``): a Keras ``mnist.npz`` (arrays x_train, y_train, x_test, y_test), or a
 folder with the four IDX files of http://yann.lecun.com/exdb/mnist/ (``train-images-idx3-ubyte``,
@@ -27,16 +30,20 @@ is used, which downloads mnist.npz to ~/.keras/datasets the first time.
 Train on the result with the built-in digits alphabet, e.g.::
 
     python -m hlp.numbers_mnist_generator --output data/mnist_numbers
-    # then train with alphabet=digits on data/mnist_numbers/train.csv, evaluate on test.csv
+    python -m tf_crnn.task --job-dir runs/mnist --train-csv data/mnist_numbers/train.csv \\
+        --eval-csv data/mnist_numbers/eval.csv --alphabet digits
 """
+
 from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import os
+import posixpath
 import struct
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -50,10 +57,13 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
-# IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
+# IDX type byte -> big-endian numpy dtype
+# (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IMAGE_HEIGHT = 28
-SPLITS = ("train", "test")
+SPLITS = ("train", "eval")  # the splits written, in this order (each has its own random stream)
+# Split written -> the MNIST split its digits come from.
+MNIST_SPLITS = {"train": "train", "eval": "test"}
 
 
 class MnistError(ValueError):
@@ -61,12 +71,31 @@ class MnistError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------
+# Files: local or any tf.io.gfile URL (gs://...)
+# ----------------------------------------------------------------------------------------------
+def _gfile():
+    """``tf.io.gfile``, imported on first use so that ``--help`` and usage errors stay fast."""
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def _join(folder: str, *names: str) -> str:
+    """``names`` under ``folder``: joined with '/' for a ``scheme://`` URL, else the local way."""
+    return posixpath.join(folder, *names) if "://" in folder else os.path.join(folder, *names)
+
+
+def _read_bytes(path: str) -> bytes:
+    with _gfile().GFile(path, "rb") as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------------------------
 # Reading MNIST
 # ----------------------------------------------------------------------------------------------
 def read_idx(path: str) -> np.ndarray:
-    """The array stored in one IDX file (gzipped or not: detected from the content, not the name)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """The array stored in one IDX file (gzipped or not: told by the content, not the name)."""
+    data = _read_bytes(path)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -82,34 +111,42 @@ def read_idx(path: str) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise MnistError(f"{path}: IDX data is {len(data) - header} bytes, the header {list(shape)} says {expected}")
+        raise MnistError(
+            f"{path}: IDX data is {len(data) - header} bytes, "
+            f"the header {list(shape)} says {expected}"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
 def _idx_path(folder: str, name: str) -> str:
+    gfile = _gfile()
     for candidate in (name, name + ".gz"):
-        path = os.path.join(folder, candidate)
-        if os.path.isfile(path):
+        path = _join(folder, candidate)
+        if gfile.exists(path) and not gfile.isdir(path):
             return path
     raise MnistError(f"{folder}: neither {name} nor {name}.gz found")
 
 
-def load_mnist(source: Optional[str]) -> Dict[str, np.ndarray]:
-    """{"x_train", "y_train", "x_test", "y_test"} from an .npz file, an IDX folder, or (None) Keras."""
-    if source is None:
-        import tensorflow as tf  # only here: the other sources need no TensorFlow
+def load_mnist(source: str | None) -> dict[str, np.ndarray]:
+    """x_train, y_train, x_test and y_test from an .npz file, an IDX folder or (None) Keras."""
+    import tensorflow as tf
 
+    gfile = tf.io.gfile
+    if source is None:
         (x_train, y_train), (x_test, y_test) = tf.keras.datasets.mnist.load_data()
         arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
         source = "tf.keras.datasets.mnist"
-    elif os.path.isdir(source):
+    elif gfile.isdir(source):
         arrays = {key: read_idx(_idx_path(source, name)) for key, name in IDX_FILES.items()}
-    elif os.path.isfile(source):
+    elif gfile.exists(source):
         try:
-            with np.load(source, allow_pickle=False) as npz:
+            with np.load(io.BytesIO(_read_bytes(source)), allow_pickle=False) as npz:
                 missing = sorted(set(IDX_FILES) - set(npz.files))
                 if missing:
-                    raise MnistError(f"{source}: missing array(s) {', '.join(missing)} (has {', '.join(npz.files)})")
+                    raise MnistError(
+                        f"{source}: missing array(s) {', '.join(missing)} "
+                        f"(has {', '.join(npz.files)})"
+                    )
                 arrays = {key: npz[key] for key in IDX_FILES}
         except (OSError, ValueError) as error:
             if isinstance(error, MnistError):
@@ -120,13 +157,18 @@ def load_mnist(source: Optional[str]) -> Dict[str, np.ndarray]:
     return _checked(arrays, source)
 
 
-def _checked(arrays: Dict[str, np.ndarray], source: str) -> Dict[str, np.ndarray]:
-    for split in SPLITS:
+def _checked(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    for split in MNIST_SPLITS.values():
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if images.ndim != 3 or images.shape[1] != IMAGE_HEIGHT:
-            raise MnistError(f"{source}: x_{split} has shape {images.shape}, expected [N, {IMAGE_HEIGHT}, width]")
+            raise MnistError(
+                f"{source}: x_{split} has shape {images.shape}, expected [N, {IMAGE_HEIGHT}, width]"
+            )
         if labels.shape != (images.shape[0],):
-            raise MnistError(f"{source}: y_{split} has shape {labels.shape}, expected [{images.shape[0]}] like x_{split}")
+            raise MnistError(
+                f"{source}: y_{split} has shape {labels.shape}, "
+                f"expected [{images.shape[0]}] like x_{split}"
+            )
         if len(labels) == 0:
             raise MnistError(f"{source}: the {split} split has no images")
         if labels.min() < 0 or labels.max() > 9:
@@ -142,21 +184,31 @@ def _checked(arrays: Dict[str, np.ndarray], source: str) -> Dict[str, np.ndarray
 # Composing digit strings
 # ----------------------------------------------------------------------------------------------
 def compose(digits: Sequence[np.ndarray], offsets: Sequence[int]) -> np.ndarray:
-    """Digit images side by side; ``offsets[i]`` columns between digit i and i+1 (negative = overlap).
+    """Digit images side by side, ``offsets[i]`` columns between digit i and i+1.
 
-    Overlapping pixels take the brighter value, so no stroke is cut.
+    A negative offset overlaps the two digits. Overlapping pixels take the brighter value, so no
+    stroke is cut.
     """
     widths = [d.shape[1] for d in digits]
-    starts = np.concatenate([[0], np.cumsum(np.asarray(widths[:-1]) + np.asarray(offsets, dtype=np.int64))]).astype(int)
+    starts = np.concatenate(
+        [[0], np.cumsum(np.asarray(widths[:-1]) + np.asarray(offsets, dtype=np.int64))]
+    ).astype(int)
     canvas = np.zeros((IMAGE_HEIGHT, int(starts[-1]) + widths[-1]), np.uint8)
     for start, digit in zip(starts, digits):
-        window = canvas[:, start:start + digit.shape[1]]
+        window = canvas[:, start : start + digit.shape[1]]
         np.maximum(window, digit, out=window)
     return canvas
 
 
-def make_sample(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
-                min_digits: int, max_digits: int, max_gap: int, max_overlap: int) -> Tuple[np.ndarray, str]:
+def make_sample(
+    rng: np.random.Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    min_digits: int,
+    max_digits: int,
+    max_gap: int,
+    max_overlap: int,
+) -> tuple[np.ndarray, str]:
     """One (image, label) drawn from ``images``/``labels``."""
     count = int(rng.integers(min_digits, max_digits + 1))
     picks = rng.integers(0, len(images), size=count)
@@ -166,25 +218,35 @@ def make_sample(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
 
 
 def write_png(path: str, image: np.ndarray) -> None:
+    """``image`` PNG-encoded into ``path`` (local or a tf.io.gfile URL)."""
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    with open(path, "wb") as f:
+    with _gfile().GFile(path, "wb") as f:
         f.write(encoded.tobytes())
 
 
-def generate_split(split: str, count: int, rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
-                   output: str, args: argparse.Namespace) -> str:
+def generate_split(
+    split: str,
+    count: int,
+    rng: np.random.Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    output: str,
+    args: argparse.Namespace,
+) -> str:
     """Writes ``count`` images and ``<split>.csv`` into ``output``; returns the CSV path."""
-    rows: List[str] = []
+    rows: list[str] = []
     for index in tqdm(range(count), desc=f"{split} images", unit="img", file=sys.stderr):
-        image, label = make_sample(rng, images, labels, args.min_digits, args.max_digits, args.max_gap, args.max_overlap)
+        image, label = make_sample(
+            rng, images, labels, args.min_digits, args.max_digits, args.max_gap, args.max_overlap
+        )
         relative = f"images/{split}_{index:06d}.png"
-        write_png(os.path.join(output, *relative.split("/")), image)
+        write_png(_join(output, *relative.split("/")), image)
         rows.append(f"{relative}{args.delimiter}{label}\n")
-    csv_path = os.path.join(output, f"{split}.csv")
-    with open(csv_path, "w", encoding="utf-8", newline="") as f:
-        f.writelines(rows)
+    csv_path = _join(output, f"{split}.csv")
+    with _gfile().GFile(csv_path, "wb") as f:
+        f.write("".join(rows).encode("utf-8"))
     return csv_path
 
 
@@ -192,65 +254,129 @@ def generate_split(split: str, count: int, rng: np.random.Generator, images: np.
 # Command line
 # ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hlp.numbers_mnist_generator", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="Folder to write images/, train.csv and test.csv into (created if needed; "
-                             "existing files of the same names are overwritten).")
-    parser.add_argument("--mnist", metavar="PATH", default=None,
-                        help="MNIST source: a Keras mnist.npz file or a folder with the four IDX files "
-                             "(optionally .gz). Default: tf.keras.datasets.mnist.load_data(), which downloads.")
-    parser.add_argument("--n-train", type=int, default=10000, metavar="N",
-                        help="Number of training images (built from MNIST training digits only). 0 = none.")
-    parser.add_argument("--n-test", type=int, default=2000, metavar="N",
-                        help="Number of test images (built from MNIST test digits only). 0 = none.")
-    parser.add_argument("--min-digits", type=int, default=3, metavar="K",
-                        help="Fewest digits in one image (label length).")
-    parser.add_argument("--max-digits", type=int, default=8, metavar="K",
-                        help="Most digits in one image (label length).")
-    parser.add_argument("--max-gap", type=int, default=4, metavar="PX",
-                        help="Largest extra space, in pixels, added between two neighbouring 28-pixel digit images.")
-    parser.add_argument("--max-overlap", type=int, default=6, metavar="PX",
-                        help="Largest overlap, in pixels, of two neighbouring 28-pixel digit images "
-                             "(MNIST digits have about 4 empty columns on each side).")
-    parser.add_argument("--seed", type=int, default=42,
-                        help="Random seed: the same seed and arguments give the same files.")
-    parser.add_argument("--delimiter", default=";", metavar="CHAR",
-                        help="Delimiter between image path and label in the CSV files (one character; "
-                             "set tf_crnn's csv_delimiter to the same).")
+    parser = argparse.ArgumentParser(
+        prog="python -m hlp.numbers_mnist_generator",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="Folder to write images/, train.csv and eval.csv into, local or a URL such as "
+        "gs://bucket/mnist_numbers (created if needed; existing files of the same names "
+        "are overwritten).",
+    )
+    parser.add_argument(
+        "--mnist",
+        metavar="PATH",
+        default=None,
+        help="MNIST source: a Keras mnist.npz file or a folder with the four IDX files "
+        "(optionally .gz). Default: tf.keras.datasets.mnist.load_data(), which downloads.",
+    )
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="Number of training images (built from MNIST training digits only). 0 = none.",
+    )
+    parser.add_argument(
+        "--n-eval",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="Number of evaluation images (built from MNIST test digits only). 0 = none.",
+    )
+    # The old name of --n-eval, from when the split was called "test".
+    parser.add_argument(
+        "--n-test", type=int, dest="n_eval", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--min-digits",
+        type=int,
+        default=3,
+        metavar="K",
+        help="Fewest digits in one image (label length).",
+    )
+    parser.add_argument(
+        "--max-digits",
+        type=int,
+        default=8,
+        metavar="K",
+        help="Most digits in one image (label length).",
+    )
+    parser.add_argument(
+        "--max-gap",
+        type=int,
+        default=4,
+        metavar="PX",
+        help="Largest extra space, in pixels, between two neighbouring 28-pixel digit images.",
+    )
+    parser.add_argument(
+        "--max-overlap",
+        type=int,
+        default=6,
+        metavar="PX",
+        help="Largest overlap, in pixels, of two neighbouring 28-pixel digit images "
+        "(MNIST digits have about 4 empty columns on each side).",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="Random seed: the same seed and arguments give the same files.",
+    )
+    parser.add_argument(
+        "--delimiter",
+        default=";",
+        metavar="CHAR",
+        help="Delimiter between image path and label in the CSV files (one character; "
+        "set tf_crnn's csv_delimiter to the same).",
+    )
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n_train < 0 or args.n_test < 0:
-        parser.error("--n-train and --n-test must be >= 0")
-    if args.n_train == 0 and args.n_test == 0:
-        parser.error("nothing to do: --n-train and --n-test are both 0")
+    if args.n_train < 0 or args.n_eval < 0:
+        parser.error("--n-train and --n-eval must be >= 0")
+    if args.n_train == 0 and args.n_eval == 0:
+        parser.error("nothing to do: --n-train and --n-eval are both 0")
     if not 1 <= args.min_digits <= args.max_digits:
-        parser.error(f"need 1 <= --min-digits <= --max-digits (got {args.min_digits} and {args.max_digits})")
+        parser.error(
+            f"need 1 <= --min-digits <= --max-digits (got {args.min_digits} and {args.max_digits})"
+        )
     if args.max_gap < 0:
         parser.error("--max-gap must be >= 0")
     if not 0 <= args.max_overlap < IMAGE_HEIGHT // 2:
         parser.error(f"--max-overlap must be in 0..{IMAGE_HEIGHT // 2 - 1}")
     if len(args.delimiter) != 1 or args.delimiter.isdigit() or args.delimiter in "\r\n/.":
-        parser.error(f"--delimiter must be one character that is not a digit, '/', '.' or a line break "
-                     f"(got {args.delimiter!r})")
+        parser.error(
+            f"--delimiter must be one character that is not a digit, '/', '.' or a line break "
+            f"(got {args.delimiter!r})"
+        )
 
     try:
         mnist = load_mnist(args.mnist)
     except MnistError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    os.makedirs(os.path.join(args.output, "images"), exist_ok=True)
-    rngs = dict(zip(SPLITS, (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))))
-    for split, count in (("train", args.n_train), ("test", args.n_test)):
+    _gfile().makedirs(_join(args.output, "images"))
+    rngs = dict(
+        zip(SPLITS, (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2)))
+    )
+    for split, count in (("train", args.n_train), ("eval", args.n_eval)):
         if count == 0:
             print(f"{split}: 0 images asked for, {split}.csv not written")
             continue
-        csv_path = generate_split(split, count, rngs[split], mnist[f"x_{split}"], mnist[f"y_{split}"], args.output, args)
-        print(f"{split}: {count} images from {len(mnist[f'x_{split}'])} MNIST {split} digits -> {csv_path}")
+        images, labels = mnist[f"x_{MNIST_SPLITS[split]}"], mnist[f"y_{MNIST_SPLITS[split]}"]
+        csv_path = generate_split(split, count, rngs[split], images, labels, args.output, args)
+        print(
+            f"{split}: {count} images from {len(images)} MNIST {MNIST_SPLITS[split]} digits "
+            f"-> {csv_path}"
+        )
     return 0
 
 

@@ -1,6 +1,9 @@
-"""Tests of the embedded demo data set (tf_crnn.demo): format, determinism, reuse, legibility guards."""
+"""Tests of the embedded demo data set (tf_crnn.demo): format, determinism, reuse, gfile URLs,
+legibility guards."""
+
 import os
 import re
+import uuid
 
 import cv2
 import numpy as np
@@ -14,7 +17,9 @@ ROW_PATTERN = re.compile(r"images/(train|eval)_\d{6}\.png;[0-9a-z]{3,8}")
 
 
 def generate(folder, num_train=12, num_eval=4, seed=0):
-    return generate_demo_dataset(str(folder), num_train=num_train, num_eval=num_eval, seed=seed, progress=False)
+    return generate_demo_dataset(
+        str(folder), num_train=num_train, num_eval=num_eval, seed=seed, progress=False
+    )
 
 
 def read_rows(csv_path):
@@ -24,7 +29,10 @@ def read_rows(csv_path):
 
 def read_images(csv_path):
     folder = os.path.dirname(csv_path)
-    return [cv2.imread(os.path.join(folder, path), cv2.IMREAD_UNCHANGED) for path, _ in read_rows(csv_path)]
+    return [
+        cv2.imread(os.path.join(folder, path), cv2.IMREAD_UNCHANGED)
+        for path, _ in read_rows(csv_path)
+    ]
 
 
 def test_same_seed_gives_identical_data(tmp_path):
@@ -96,6 +104,56 @@ def test_other_counts_regenerate(tmp_path):
     assert len(read_rows(train_csv)) == 8 and len(read_rows(eval_csv)) == 3
 
 
+@pytest.fixture
+def ram_folder():
+    """A fresh folder on TensorFlow's in-memory filesystem (ram://), removed afterwards."""
+    import tensorflow as tf
+
+    root = f"ram://demo_test_{uuid.uuid4().hex}"
+    yield f"{root}/data"
+    if tf.io.gfile.exists(root):
+        tf.io.gfile.rmtree(root)
+
+
+def test_url_output_is_written_through_gfile(ram_folder, tmp_path, monkeypatch):
+    """A scheme:// folder (ram:// here, gs:// in the cloud) is kept as written, not made absolute
+    into a local "gs:" folder, and holds the same bytes as a local run."""
+    import tensorflow as tf
+
+    from tf_crnn.csv_rows import read_csv_rows
+
+    monkeypatch.chdir(tmp_path)
+    train_csv, eval_csv = generate(ram_folder, num_train=5, num_eval=2, seed=3)
+    assert (train_csv, eval_csv) == (f"{ram_folder}/train.csv", f"{ram_folder}/eval.csv")
+    assert os.listdir(tmp_path) == []  # nothing local, no "ram:" folder
+    assert sorted(tf.io.gfile.listdir(ram_folder)) == ["eval.csv", "images", "train.csv"]  # no .tmp
+
+    local_train, local_eval = generate(tmp_path / "local", num_train=5, num_eval=2, seed=3)
+    for csv_path, local_csv, count in ((train_csv, local_train, 5), (eval_csv, local_eval, 2)):
+        with tf.io.gfile.GFile(csv_path, "rb") as f:
+            content = f.read()
+        with open(local_csv, "rb") as f:
+            assert content == f.read()
+        rows = read_csv_rows(csv_path, ";").strict()
+        assert len(rows) == count
+        for row, line in zip(rows, content.decode("utf-8").splitlines()):
+            path, label = line.split(";")
+            assert row.image_path == f"{ram_folder}/{path}" and row.label == label
+            assert tf.io.gfile.exists(row.image_path)
+        with tf.io.gfile.GFile(rows[0].image_path, "rb") as f:
+            encoded = f.read()
+        assert encoded.startswith(PNG_SIGNATURE)
+        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert image is not None and image.ndim == 2 and image.dtype == np.uint8
+        np.testing.assert_array_equal(image, read_images(local_csv)[0])
+
+    def must_not_render(*args):
+        raise AssertionError("existing demo data was regenerated")
+
+    monkeypatch.setattr(demo, "render_text_line", must_not_render)
+    assert generate(ram_folder, num_train=5, num_eval=2) == (train_csv, eval_csv)
+
+
 def test_invalid_counts_are_refused(tmp_path):
     with pytest.raises(ValueError, match="at least 1"):
         generate(tmp_path, num_train=0)
@@ -124,15 +182,20 @@ def test_text_is_never_clipped(monkeypatch):
 
     draw = demo._draw_slanted_text
     monkeypatch.setattr(demo, "_draw_slanted_text", keep_canvas)
-    monkeypatch.setattr(demo, "_paint", lambda mask, rng: mask)  # the image is the white-on-black ink
+    # The image is the white-on-black ink.
+    monkeypatch.setattr(demo, "_paint", lambda mask, rng: mask)
     rng = np.random.default_rng(3)
     for _ in range(300):
         text = "".join(rng.choice(list(DEMO_ALPHABET), size=8))
         image = render_text_line(text, rng)
         canvas = canvases.pop()
-        assert not (canvas[0].any() or canvas[-1].any() or canvas[:, 0].any() or canvas[:, -1].any()), text
+        assert not (
+            canvas[0].any() or canvas[-1].any() or canvas[:, 0].any() or canvas[:, -1].any()
+        ), text
         assert int(image.sum()) == int(canvas.sum()), text
-        assert not (image[0].any() or image[-1].any() or image[:, 0].any() or image[:, -1].any()), text
+        assert not (
+            image[0].any() or image[-1].any() or image[:, 0].any() or image[:, -1].any()
+        ), text
 
 
 def test_render_text_line_is_deterministic():
@@ -146,4 +209,6 @@ def test_command_line(tmp_path, capsys):
     demo.main(["--output", str(tmp_path), "--train", "3", "--eval", "2", "--seed", "4"])
     output = capsys.readouterr().out
     assert str(tmp_path / "train.csv") in output and str(tmp_path / "eval.csv") in output
-    assert len(read_rows(tmp_path / "train.csv")) == 3 and len(read_rows(tmp_path / "eval.csv")) == 2
+    assert (
+        len(read_rows(tmp_path / "train.csv")) == 3 and len(read_rows(tmp_path / "eval.csv")) == 2
+    )

@@ -1,8 +1,11 @@
-"""hlp.alphabet_generator: the lookup JSON holds exactly the label units and loads back into tf_crnn."""
+"""hlp.alphabet_generator: the lookup JSON holds exactly the label units and loads back into
+tf_crnn."""
+
 import json
 import os
 import subprocess
 import sys
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,7 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_csv(path, labels, delimiter=";"):
-    path.write_text("".join(f"img/{i}.png{delimiter}{label}\n" for i, label in enumerate(labels)), encoding="utf-8")
+    path.write_text(
+        "".join(f"img/{i}.png{delimiter}{label}\n" for i, label in enumerate(labels)),
+        encoding="utf-8",
+    )
     return str(path)
 
 
@@ -52,11 +58,15 @@ def test_split_delimiter_multi_character_units(tmp_path, capsys):
     out = str(tmp_path / "units.json")
     assert agen.main([csv, "--output", out, "--split-delimiter", "|"]) == 0
     assert set(load_json(out)) == {"a", "ch", "e", "ll", "ß", "th", "é"}
-    assert json.loads(capsys.readouterr().out.splitlines()[1]) == sorted(["a", "ch", "e", "ll", "ß", "th", "é"])
+    assert json.loads(capsys.readouterr().out.splitlines()[1]) == sorted(
+        ["a", "ch", "e", "ll", "ß", "th", "é"]
+    )
 
     alphabet = Alphabet.from_lookup_json(out, split_delimiter="|")
-    assert alphabet.encode("th|a|ll") == [alphabet.code_of("th"), alphabet.code_of("a"), alphabet.code_of("ll")]
-    with pytest.raises(AlphabetError):  # multi-character units need the same split delimiter when training
+    codes = [alphabet.code_of(unit) for unit in ("th", "a", "ll")]
+    assert alphabet.encode("th|a|ll") == codes
+    # Multi-character units need the same split delimiter when training.
+    with pytest.raises(AlphabetError):
         Alphabet.from_lookup_json(out)
 
 
@@ -93,10 +103,48 @@ def test_errors_name_the_row_or_setting(tmp_path, capsys):
 def test_command_line(tmp_path):
     csv = write_csv(tmp_path / "cli.csv", ["Ωμέγα 1", "é中"])
     out = tmp_path / "cli.json"
-    result = subprocess.run([sys.executable, "-m", "hlp.alphabet_generator", csv, "--output", str(out)],
-                            cwd=REPO, capture_output=True, timeout=120,
-                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    result = subprocess.run(
+        [sys.executable, "-m", "hlp.alphabet_generator", csv, "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
     assert result.returncode == 0, result.stderr
     units = sorted(set("Ωμέγα 1é中"))
     assert result.stdout.decode("utf-8").splitlines()[0].startswith(f"{len(units)} units")
     assert sorted(load_json(out)) == units
+
+
+def test_folder_to_create():
+    assert agen.folder_to_create("alphabet.json") == ""
+    assert agen.folder_to_create(os.path.join("data", "a.json")) == "data"
+    assert agen.folder_to_create("gs://bucket/data/sub/a.json") == "gs://bucket/data/sub"
+    # gfile cannot create a bucket, and makedirs("gs:") would make a local folder "gs:".
+    assert agen.folder_to_create("gs://bucket/a.json") == ""
+    assert agen.folder_to_create("ram://a.json") == ""
+
+
+def test_url_csv_and_output_through_gfile(tmp_path, monkeypatch):
+    """CSVs and the JSON at URLs (ram:// standing in for gs://), nothing written locally."""
+    import tensorflow as tf
+
+    from tf_crnn.alphabet import Alphabet
+
+    monkeypatch.chdir(tmp_path)
+    name = uuid.uuid4().hex
+    root = f"ram://alphabet_generator_test_{name}"
+    at_root = f"ram://lookup_{name}.json"  # a file right under the scheme: no folder to create
+    try:
+        csv = f"{root}/data/train.csv"
+        with tf.io.gfile.GFile(csv, "wb") as f:
+            f.write("img/0.png;ça\nimg/1.png;b 2\n".encode())
+        for out in (f"{root}/alpha/lookup.json", at_root):
+            assert agen.main([csv, "--output", out]) == 0
+            assert Alphabet.from_lookup_json(out).units == sorted(set("çab 2"))
+        assert os.listdir(tmp_path) == []  # no local "ram:" folder
+    finally:
+        if tf.io.gfile.exists(at_root):
+            tf.io.gfile.remove(at_root)
+        if tf.io.gfile.exists(root):
+            tf.io.gfile.rmtree(root)

@@ -6,10 +6,10 @@ it. No font files and no downloads are needed, and the text is kept legible so t
 can reach 95 % word accuracy or more within minutes on a CPU.
 
 Each sample is a random string of 3 to 8 units of :data:`DEMO_ALPHABET`, drawn in one of six
-legible Hershey fonts (sometimes italic) at a varied size and stroke width, slightly slanted, dark on
-light or light on dark with random gray levels, sometimes blurred, always with gaussian noise. The
-crop is tight around the text plus a margin of a few pixels, so images are about 28 to 50 pixels
-high and as wide as their text.
+legible Hershey fonts (sometimes italic) at a varied size and stroke width, slightly slanted, dark
+on light or light on dark with random gray levels, sometimes blurred, always with gaussian noise.
+The crop is tight around the text plus a margin of a few pixels, so images are about 28 to 50
+pixels high and as wide as their text.
 
 Output layout (the CSV format that :mod:`tf_crnn.data_handler` reads)::
 
@@ -17,14 +17,20 @@ Output layout (the CSV format that :mod:`tf_crnn.data_handler` reads)::
     <output_dir>/train.csv    rows "images/train_000001.png;label"
     <output_dir>/eval.csv     rows "images/eval_000001.png;label"
 
+``<output_dir>`` may be any path ``tf.io.gfile`` knows: a local folder (made absolute) or a URL such
+as ``gs://bucket/data``, kept as written. Every file is written through ``tf.io.gfile``.
+
 Command line: ``python -m tf_crnn.demo --output DIR [--train N] [--eval N] [--seed S]``.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import os
-from typing import List, Optional, Sequence, Tuple
+import posixpath
+import uuid
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -70,14 +76,19 @@ def render_text_line(text: str, rng: np.random.Generator) -> np.ndarray:
     ink_rows = np.flatnonzero(text_mask.any(axis=1))
     ink_cols = np.flatnonzero(text_mask.any(axis=0))
     top, bottom = min(box_top, ink_rows[0]), max(box_bottom, ink_rows[-1] + 1)
-    text_mask = text_mask[top:bottom, ink_cols[0]:ink_cols[-1] + 1]
-    text_mask = cv2.copyMakeBorder(text_mask, *rng.integers(MARGINS[0], MARGINS[1] + 1, size=4).tolist(),
-                                   borderType=cv2.BORDER_CONSTANT, value=0)
+    text_mask = text_mask[top:bottom, ink_cols[0] : ink_cols[-1] + 1]
+    text_mask = cv2.copyMakeBorder(
+        text_mask,
+        *rng.integers(MARGINS[0], MARGINS[1] + 1, size=4).tolist(),
+        borderType=cv2.BORDER_CONSTANT,
+        value=0,
+    )
     return _paint(text_mask, rng)
 
 
-def _draw_slanted_text(text: str, rng: np.random.Generator) -> Tuple[np.ndarray, int, int]:
-    """White-on-black anti-aliased text in a random font, size and slant, on a canvas with room to spare.
+def _draw_slanted_text(text: str, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    """White-on-black anti-aliased text in a random font, size and slant, on a canvas with room to
+    spare.
 
     Returns the canvas and the rows of the font's line box on it (top inclusive, bottom exclusive).
     """
@@ -97,7 +108,9 @@ def _draw_slanted_text(text: str, rng: np.random.Generator) -> Tuple[np.ndarray,
     canvas_width = width + 2 * (pad + slant_room)
     baseline_y = pad + height
     canvas = np.zeros((canvas_height, canvas_width), np.uint8)
-    cv2.putText(canvas, text, (pad + slant_room, baseline_y), font, scale, 255, thickness, cv2.LINE_AA)
+    cv2.putText(
+        canvas, text, (pad + slant_room, baseline_y), font, scale, 255, thickness, cv2.LINE_AA
+    )
 
     # x' = x + shear * (baseline_y - y): rows above the baseline lean right for a positive shear,
     # rows keep their y, so the line box stays where it was.
@@ -128,9 +141,17 @@ def _random_label(rng: np.random.Generator) -> str:
     return "".join(DEMO_ALPHABET[i] for i in rng.integers(0, len(DEMO_ALPHABET), size=length))
 
 
-def generate_demo_dataset(output_dir: str, num_train: int = 20000, num_eval: int = 1000, seed: int = 0,
-                          progress: bool = True) -> Tuple[str, str]:
+def generate_demo_dataset(
+    output_dir: str,
+    num_train: int = 20000,
+    num_eval: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[str, str]:
     """Write the demo data set to ``output_dir``; return the paths of its train and eval CSV files.
+
+    ``output_dir`` is a local folder (made absolute) or a ``tf.io.gfile`` URL such as ``gs://...``
+    (kept as written); every file goes through ``tf.io.gfile``.
 
     Deterministic: the same seed gives byte-identical CSVs and identical pixels. Each sample draws
     from its own generator seeded by (seed, split, index), so sample *i* does not depend on how many
@@ -138,28 +159,31 @@ def generate_demo_dataset(output_dir: str, num_train: int = 20000, num_eval: int
     returned as they are (the seed is not checked), so a rerun of training reuses its data.
     """
     if num_train < 1 or num_eval < 1:
-        raise ValueError(f"num_train and num_eval must be at least 1, got {num_train} and {num_eval}")
-    output_dir = os.path.abspath(output_dir)
+        raise ValueError(
+            f"num_train and num_eval must be at least 1, got {num_train} and {num_eval}"
+        )
+    gfile = _gfile()
+    if not _is_url(output_dir):
+        output_dir = os.path.abspath(output_dir)
     counts = {"train": num_train, "eval": num_eval}
-    csv_paths = {split: os.path.join(output_dir, f"{split}.csv") for split in SPLITS}
+    csv_paths = {split: _join(output_dir, f"{split}.csv") for split in SPLITS}
     if all(_count_rows(csv_paths[split]) == counts[split] for split in SPLITS):
         return csv_paths["train"], csv_paths["eval"]
 
     # The CSVs go last, so they exist only when every image they list has been written.
     for path in csv_paths.values():
-        if os.path.exists(path):
-            os.remove(path)
-    os.makedirs(os.path.join(output_dir, "images"), exist_ok=True)
+        if gfile.exists(path):
+            gfile.remove(path)
+    gfile.makedirs(_join(output_dir, "images"))
     rows = {split: [] for split in SPLITS}
-    with tqdm(total=num_train + num_eval, desc="Demo data", unit="image", disable=not progress) as bar:
+    total = num_train + num_eval
+    with tqdm(total=total, desc="Demo data", unit="image", disable=not progress) as bar:
         for split_code, split in enumerate(SPLITS):
             for index in range(1, counts[split] + 1):
                 rng = np.random.default_rng([seed, split_code, index])
                 label = _random_label(rng)
                 name = f"{split}_{index:06d}.png"
-                image_path = os.path.join(output_dir, "images", name)
-                if not cv2.imwrite(image_path, render_text_line(label, rng)):
-                    raise OSError(f"Could not write {image_path}")
+                _write_png(_join(output_dir, "images", name), render_text_line(label, rng))
                 rows[split].append(f"images/{name};{label}")
                 bar.update()
     for split in SPLITS:
@@ -167,29 +191,71 @@ def generate_demo_dataset(output_dir: str, num_train: int = 20000, num_eval: int
     return csv_paths["train"], csv_paths["eval"]
 
 
-def _count_rows(csv_path: str) -> Optional[int]:
+def _gfile():
+    """``tf.io.gfile``, imported on first use so that ``--help`` does not wait for TensorFlow."""
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def _is_url(path: str) -> bool:
+    """True for ``scheme://`` paths (gs://, ram://, ...), which are neither made absolute nor
+    joined with the local separator."""
+    return "://" in path
+
+
+def _join(folder: str, *names: str) -> str:
+    """``names`` under ``folder``: with '/' for a URL, with the local separator otherwise."""
+    return posixpath.join(folder, *names) if _is_url(folder) else os.path.join(folder, *names)
+
+
+def _write_png(path: str, image: np.ndarray) -> None:
+    """``image`` PNG-encoded into ``path`` (local or URL)."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"Could not encode {path} as PNG")
+    with _gfile().GFile(path, "wb") as f:
+        f.write(encoded.tobytes())
+
+
+def _count_rows(csv_path: str) -> int | None:
     """Number of non-blank lines of ``csv_path``, or None if it does not exist."""
-    if not os.path.isfile(csv_path):
+    gfile = _gfile()
+    if not gfile.exists(csv_path) or gfile.isdir(csv_path):
         return None
-    with open(csv_path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
+    with gfile.GFile(csv_path, "rb") as f:
+        content = f.read()
+    return sum(1 for line in content.split(b"\n") if line.strip())
 
 
-def _write_lines_atomically(path: str, lines: List[str]) -> None:
-    """Write ``lines`` with '\\n' endings through a temporary file, so ``path`` is never half written."""
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(line + "\n" for line in lines)
-    os.replace(temporary, path)
+def _write_lines_atomically(path: str, lines: list[str]) -> None:
+    """Write ``lines`` with '\\n' endings to a temporary file beside ``path``, then rename it to
+    ``path``, so ``path`` is never half written. The temporary name is unique, so that several
+    processes generating the same data (the tasks of a cluster) do not write into one file."""
+    gfile = _gfile()
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with gfile.GFile(temporary, "wb") as f:
+            f.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        gfile.rename(temporary, path, overwrite=True)
+    finally:
+        if gfile.exists(temporary):
+            gfile.remove(temporary)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Command line entry point: generate (or reuse) the demo data set and print where it is."""
     parser = argparse.ArgumentParser(description="Generate the synthetic demo text-line data set.")
-    parser.add_argument("--output", required=True, help="Folder for images/, train.csv and eval.csv.")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="Folder for images/, train.csv and eval.csv: local, or a URL such as gs://bucket/data.",
+    )
     parser.add_argument("--train", type=int, default=20000, help="Number of training images.")
     parser.add_argument("--eval", type=int, default=1000, help="Number of evaluation images.")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed; the same seed gives the same data.")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Random seed; the same seed gives the same data."
+    )
     args = parser.parse_args(argv)
     train_csv, eval_csv = generate_demo_dataset(args.output, args.train, args.eval, args.seed)
     print(f"train: {train_csv}\neval: {eval_csv}")
