@@ -20,7 +20,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_crnn import network
+from tf_crnn import network, precision
 from tf_crnn.alphabet import BUILTIN_NAMES
 
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
@@ -122,6 +122,9 @@ class Params:
     rnn_layers: int = _doc(2, "Stacked bidirectional LSTM layers.")
     dropout_rate: float = _doc(0.2, "Dropout before each BiLSTM and before the output layer "
         "(TRAIN only).")
+    precision: str = _doc("auto", "float32, mixed_bfloat16, mixed_float16, or auto: bfloat16 on "
+        "CPUs with AMX or AVX-512 BF16, float16 on GPUs with tensor cores, else float32. Loss and "
+        "decoding stay float32.")
     batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags "
         "for hundreds of steps and makes early evaluations look broken.")
     # --- decoding ---------------------------------------------------------------------------------
@@ -273,6 +276,8 @@ class Params:
         require(
             self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"
         )
+        choices = ", ".join(precision.PRECISIONS)
+        require(self.precision in precision.PRECISIONS, "precision", f"must be one of {choices}")
         require(
             self.distribution in DISTRIBUTIONS,
             "distribution",

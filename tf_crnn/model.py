@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_crnn import constants, decoding, metrics, network, visualize
+from tf_crnn import constants, decoding, metrics, network, precision, visualize
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
 
@@ -37,7 +37,8 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
     widths = tf.cast(features[constants.IMAGES_WIDTHS], tf.int32)
     sequence_lengths = network.time_steps(widths)
 
-    model = network.CRNN(params, alphabet.num_classes)
+    policy = precision.keras_policy(params.precision)
+    model = network.CRNN(params, alphabet.num_classes, policy)
     logits = model(images, sequence_lengths, training=training)
     logits_time_major = tf.transpose(logits, [1, 0, 2])
 
@@ -60,7 +61,7 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
             for update in batch_norm.updates:
                 tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, update)
         tf.compat.v1.summary.image("input_images", images, max_outputs=visualize.SUMMARY_IMAGES)
-        return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=_train_op(loss, params))
+        return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=_train_op(loss, params, policy))
 
     predicted_codes = decoding.greedy_decode(logits_time_major, sequence_lengths)
     true_codes = tf.sparse.to_dense(tf.cast(labels, tf.int32), default_value=constants.PADDING_CODE)
@@ -125,10 +126,15 @@ def make_optimizer(params: Params, rate: tf.Tensor) -> tf.compat.v1.train.Optimi
     return tf.compat.v1.train.MomentumOptimizer(rate, momentum=params.momentum)
 
 
-def _train_op(loss: tf.Tensor, params: Params) -> tf.Operation:
+def _train_op(loss: tf.Tensor, params: Params, policy) -> tf.Operation:
     global_step = tf.compat.v1.train.get_or_create_global_step()
     rate = learning_rate(params, global_step)
     optimizer = make_optimizer(params, rate)
+    if policy.name == precision.MIXED_FLOAT16:
+        # float16 gradients underflow: scale the loss up, and skip steps whose gradients overflow.
+        optimizer = tf.compat.v1.mixed_precision.MixedPrecisionLossScaleOptimizer(
+            optimizer, "dynamic"
+        )
     gradients, variables = zip(*optimizer.compute_gradients(loss))
     gradient_norm = tf.linalg.global_norm(gradients)
     if params.gradient_clip_norm:

@@ -48,52 +48,58 @@ def time_steps(width):
     return tf.maximum(steps, 1) if isinstance(steps, tf.Tensor) else max(steps, 1)
 
 
-def _conv(filters: int, name: str, kernel: int = 3, padding: str = "same", batch_norm=False):
+def _conv(filters, name, policy, kernel=3, padding="same", batch_norm=False):
     """A conv layer; one followed by batch norm has no bias and gets its ReLU after the norm."""
     activation = None if batch_norm else "relu"
     return layers.Conv2D(
-        filters, kernel, padding=padding, activation=activation, use_bias=not batch_norm, name=name
-    )
+        filters, kernel, padding=padding, activation=activation, use_bias=not batch_norm,
+        name=name, dtype=policy,
+    )  # fmt: skip
 
 
 class CRNN(tf.keras.Model):
     """images [batch, H, W, C] -> logits [batch, W/4 - 1, num_classes] (CTC blank last)."""
 
-    def __init__(self, params: Params, num_classes: int):
+    def __init__(self, params: Params, num_classes: int, policy="float32"):
+        """``policy``: the Keras dtype policy of every layer but the last, which outputs float32
+        logits (see ``precision.py``)."""
         super().__init__(name="crnn")
         f = params.conv_filters  # the paper's: 64, 128, 256, 256, 512, 512, 512
         momentum = params.batch_norm_momentum
+        p = policy
         # Output shapes for an input of 32 x W (height x width x channels).
         self.conv_stack = [
-            _conv(f[0], "conv1"),  # 32 x W x 64
-            layers.MaxPool2D(2, name="pool1"),  # 16 x W/2
-            _conv(f[1], "conv2"),  # 16 x W/2 x 128
-            layers.MaxPool2D(2, name="pool2"),  # 8 x W/4
-            _conv(f[2], "conv3"),  # 8 x W/4 x 256
-            _conv(f[3], "conv4"),  # 8 x W/4 x 256
-            layers.MaxPool2D((2, 1), name="pool3"),  # 4 x W/4
-            _conv(f[4], "conv5", batch_norm=True),  # 4 x W/4 x 512
-            layers.BatchNormalization(momentum=momentum, name="bn5"),
-            layers.ReLU(name="relu5"),
-            _conv(f[5], "conv6", batch_norm=True),  # 4 x W/4 x 512
-            layers.BatchNormalization(momentum=momentum, name="bn6"),
-            layers.ReLU(name="relu6"),
-            layers.MaxPool2D((2, 1), name="pool4"),  # 2 x W/4
-            _conv(f[6], "conv7", kernel=2, padding="valid"),  # 1 x W/4 - 1 x 512
+            _conv(f[0], "conv1", p),  # 32 x W x 64
+            layers.MaxPool2D(2, name="pool1", dtype=p),  # 16 x W/2
+            _conv(f[1], "conv2", p),  # 16 x W/2 x 128
+            layers.MaxPool2D(2, name="pool2", dtype=p),  # 8 x W/4
+            _conv(f[2], "conv3", p),  # 8 x W/4 x 256
+            _conv(f[3], "conv4", p),  # 8 x W/4 x 256
+            layers.MaxPool2D((2, 1), name="pool3", dtype=p),  # 4 x W/4
+            _conv(f[4], "conv5", p, batch_norm=True),  # 4 x W/4 x 512
+            layers.BatchNormalization(momentum=momentum, name="bn5", dtype=p),
+            layers.ReLU(name="relu5", dtype=p),
+            _conv(f[5], "conv6", p, batch_norm=True),  # 4 x W/4 x 512
+            layers.BatchNormalization(momentum=momentum, name="bn6", dtype=p),
+            layers.ReLU(name="relu6", dtype=p),
+            layers.MaxPool2D((2, 1), name="pool4", dtype=p),  # 2 x W/4
+            _conv(f[6], "conv7", p, kernel=2, padding="valid"),  # 1 x W/4 - 1 x 512
         ]
         self.batch_norms = [
             layer for layer in self.conv_stack if isinstance(layer, layers.BatchNormalization)
         ]
         # Sequence of W/4 - 1 steps x 512 features -> 2 BiLSTM of rnn_units per direction.
-        self.rnn_dropouts = [layers.Dropout(params.dropout_rate) for _ in range(params.rnn_layers)]
+        rate, units = params.dropout_rate, params.rnn_units
+        self.rnn_dropouts = [layers.Dropout(rate, dtype=p) for _ in range(params.rnn_layers)]
         self.rnns = [
             layers.Bidirectional(
-                layers.LSTM(params.rnn_units, return_sequences=True), name=f"bilstm{i + 1}"
+                layers.LSTM(units, return_sequences=True, dtype=p), name=f"bilstm{i + 1}", dtype=p
             )
             for i in range(params.rnn_layers)
         ]
-        self.output_dropout = layers.Dropout(params.dropout_rate)
-        self.classifier = layers.Dense(num_classes, name="logits")  # W/4 - 1 x num_classes
+        self.output_dropout = layers.Dropout(rate, dtype=p)
+        # W/4 - 1 x num_classes, in float32 whatever the policy: CTC and softmax need the range.
+        self.classifier = layers.Dense(num_classes, name="logits", dtype="float32")
 
     def call(self, images: tf.Tensor, sequence_lengths: tf.Tensor, training: bool = False):
         x = images

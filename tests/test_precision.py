@@ -1,0 +1,87 @@
+"""tf_crnn/precision.py: what ``precision=auto`` picks on which hardware, and that each policy
+really changes the graph while the loss stays float32. float16 and bfloat16 run here on CPU
+stand-ins (emulated where the CPU lacks them); their speed is measured by ``make bench``."""
+
+import pytest
+import tensorflow as tf
+
+from tf_crnn import model, precision
+from tf_crnn.alphabet import with_resolved_alphabet
+from tf_crnn.config import Params, ParamsError
+from tf_crnn.precision import Hardware
+
+AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})
+
+
+@pytest.mark.parametrize(
+    "hardware, expected",
+    [
+        (Hardware(AVX2_ONLY | {"amx_tile", "amx_bf16", "avx512_bf16"}, ()), "mixed_bfloat16"),
+        (Hardware(AVX2_ONLY | {"avx512f", "avx512_bf16"}, ()), "mixed_bfloat16"),
+        (Hardware(AVX2_ONLY | {"avx512f"}, ()), "float32"),
+        (Hardware(AVX2_ONLY, ()), "float32"),
+        (Hardware(AVX2_ONLY, ((8, 0), (7, 0))), "mixed_float16"),
+        (Hardware(AVX2_ONLY | {"avx512_bf16"}, ((6, 1),)), "float32"),  # P100: no tensor cores
+    ],
+)
+def test_auto_decides_from_the_hardware_and_says_why(hardware, expected):
+    name, reason = precision.resolve("auto", hardware)
+    assert name == expected
+    assert reason.startswith("auto: ")
+
+
+def test_an_explicit_precision_is_taken_as_it_is():
+    hardware = Hardware(AVX2_ONLY, ())
+    assert precision.resolve("mixed_bfloat16", hardware) == (
+        "mixed_bfloat16",
+        "set by the precision setting",
+    )
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ParamsError, match="precision: must be one of auto, float32"):
+        Params(precision="float8")
+
+
+def build_train_graph(policy_name):
+    params = Params(
+        alphabet_string="abc",
+        conv_filters=[4, 4, 8, 8, 8, 8, 8],
+        rnn_units=8,
+        train_batch_size=4,
+        precision=policy_name,
+    )
+    params = with_resolved_alphabet(params, [])
+    graph = tf.Graph()
+    with graph.as_default():
+        features = {
+            "images": tf.random.uniform([4, 32, 48, 1], seed=1),
+            "images_widths": tf.constant([48, 40, 30, 20]),
+            "filenames": tf.fill([4], ""),
+        }
+        labels = tf.sparse.from_dense(tf.constant([[1, 2], [0, 1], [2, 2], [1, 0]]))
+        spec = model.crnn_fn(features, labels, "train", params, config=None)
+    return graph, spec
+
+
+@pytest.mark.parametrize(
+    "policy_name, compute_dtype",
+    [("float32", "float32"), ("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")],
+)
+def test_each_policy_computes_the_network_in_its_dtype_and_the_loss_in_float32(
+    policy_name, compute_dtype
+):
+    graph, spec = build_train_graph(policy_name)
+    conv_dtypes = {op.get_attr("T").name for op in graph.get_operations() if op.type == "Conv2D"}
+    assert conv_dtypes == {compute_dtype}
+    assert spec.loss.dtype == tf.float32
+    variable_dtypes = {v.dtype.base_dtype for v in graph.get_collection("variables")}
+    assert tf.float16 not in variable_dtypes and tf.bfloat16 not in variable_dtypes
+    loss_scaled = any("loss_scale" in v.name for v in graph.get_collection("variables"))
+    assert loss_scaled == (policy_name == "mixed_float16")
+    with graph.as_default(), tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        losses = [session.run([spec.loss, spec.train_op])[0] for _ in range(3)]
+        step = session.run(tf.compat.v1.train.get_global_step())
+    assert all(0 < loss < float("inf") for loss in losses)
+    assert step == 3

@@ -1,0 +1,83 @@
+"""The ``precision`` setting: which Keras mixed-precision policy the network computes in.
+
+``auto`` decides from the hardware of the process that builds the graph (never from the machine
+the code was written on): bfloat16 on CPUs that compute it natively (AMX, or AVX-512 BF16),
+float16 on GPUs with tensor cores (compute capability 7.0 or newer), float32 otherwise. Variables
+stay float32 under every policy, so a checkpoint trained in one precision resumes, evaluates and
+exports in any other. The CTC loss, the softmax inside it and decoding always run in float32: the
+network's last layer outputs float32 logits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+logger = logging.getLogger("tf_crnn")
+
+FLOAT32 = "float32"
+MIXED_BFLOAT16 = "mixed_bfloat16"
+MIXED_FLOAT16 = "mixed_float16"
+AUTO = "auto"
+PRECISIONS = (AUTO, FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
+# CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products native.
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+TENSOR_CORES = (7, 0)  # the first GPU compute capability with float16 tensor cores
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What ``auto`` looks at: the CPU's flags and the compute capability of each visible GPU."""
+
+    cpu_flags: frozenset[str]
+    gpu_capabilities: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of_this_machine(cls) -> Hardware:
+        gpus = tf.config.list_physical_devices("GPU")
+        capabilities = tuple(
+            tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            for gpu in gpus
+        )
+        return cls(frozenset(_cpu_flags()), capabilities)
+
+
+def _cpu_flags() -> set[str]:
+    """The flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve(requested: str, hardware: Hardware | None = None) -> tuple[str, str]:
+    """The policy to compute in, and why: ``requested`` itself, or what ``auto`` picks."""
+    if requested != AUTO:
+        return requested, "set by the precision setting"
+    hardware = hardware or Hardware.of_this_machine()
+    if hardware.gpu_capabilities:
+        if all(capability >= TENSOR_CORES for capability in hardware.gpu_capabilities):
+            return MIXED_FLOAT16, "auto: every GPU has float16 tensor cores"
+        return FLOAT32, "auto: a GPU without float16 tensor cores"
+    native = [flag for flag in BFLOAT16_CPU_FLAGS if flag in hardware.cpu_flags]
+    if native:
+        return MIXED_BFLOAT16, f"auto: this CPU computes bfloat16 natively ({', '.join(native)})"
+    return FLOAT32, "auto: no native bfloat16 on this CPU and no GPU"
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def keras_policy(requested: str) -> tf.keras.mixed_precision.Policy:
+    """The Keras policy for the layers of the network; says once per process what it picked."""
+    name, reason = resolve(requested)
+    if (name, reason) not in _logged:
+        _logged.add((name, reason))
+        logger.info("precision: %s (%s)", name, reason)
+    return tf.keras.mixed_precision.Policy(name)
