@@ -20,7 +20,7 @@ README = os.path.join(REPO, "README.md")
 TABLE_HEADER = "| Setting | Default | Description |"
 # Files and folders the README tells users about that are part of the repository.
 REQUIRED_REPO_FILES = ["Makefile", "setup.py", ".ci/run", "config_p100.yaml", "hptuning_config.yaml", "Dockerfile",
-                       "tf_crnn/configs/demo.json", "tf_crnn/data_handler.py", "tests/test_serving.py",
+                       "tf_crnn/configs/demo.json", "tf_crnn/data_handler.py", "tests/test_export_model.py",
                        "tests/test_distributed.py", "tests/test_readme.py"]
 # Backticked names that are repository paths when they start like this (others are the user's files).
 REPO_PREFIXES = ("tf_crnn/", "hlp/", "tests/", ".ci/")
@@ -186,6 +186,7 @@ def test_builtin_alphabet_sizes():
 
 def test_demo_description_matches_the_demo_settings_and_data():
     from tf_crnn import demo
+    from tf_crnn.network import PRESETS
 
     with open(os.path.join(REPO, "tf_crnn", "configs", "demo.json"), encoding="utf-8") as f:
         settings = json.load(f)
@@ -195,8 +196,10 @@ def test_demo_description_matches_the_demo_settings_and_data():
     assert f"3–{demo.LABEL_LENGTHS[1]} random characters" in text and demo.LABEL_LENGTHS[0] == 3
     assert demo.DEMO_ALPHABET == "0123456789abcdefghijklmnopqrstuvwxyz" and "`0-9a-z`" in text
     assert f"{settings['train_steps']:,} steps of {settings['train_batch_size']} images" in text
-    assert f"{settings['rnn_units']} LSTM units" in text
-    assert f"{min(settings['conv_filters'])}–{max(settings['conv_filters'])}" in text
+    network = PRESETS[settings["preset"]]
+    assert f"`{settings['preset']}` network preset" in text
+    assert f"{network['rnn_units']} LSTM units" in text
+    assert f"{min(network['conv_filters'])}–{max(network['conv_filters'])}" in text
     assert f"every {settings['save_interval']:,} steps" in text
     assert f"{settings.get('warmup_steps', 0)}-step warm-up" in text
     assert f"a {settings['learning_rate_schedule']} learning-rate decay" in text

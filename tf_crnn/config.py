@@ -26,6 +26,8 @@ from tf_crnn.alphabet import BUILTIN_NAMES
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
 LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored", "parameter_server")
+# The default network: the paper's (network.PRESETS names the others).
+PAPER = network.PRESETS["paper"]
 # Settings checked alike in Params.validate.
 AUGMENTATION_RANGES = """
     aug_rotation_max_degrees aug_shear_max aug_padding_max aug_brightness_max
@@ -116,9 +118,9 @@ class Params:
     warmup_steps: int = _doc(0, "Linear learning-rate warm-up from 0 over this many steps.")
     gradient_clip_norm: float = _doc(5.0, "Clip gradients by global norm (0 = off).")
     # --- network ----------------------------------------------------------------------------------
-    conv_filters: list[int] = _doc([64, 128, 256, 256, 512, 512, 512], "Filters of the 7 conv "
-        "layers (paper Table 1).")
-    rnn_units: int = _doc(256, "LSTM units per direction.")
+    conv_filters: list[int] = _doc(PAPER["conv_filters"], "Filters of the 7 conv layers (paper "
+        "Table 1; --preset small: a quarter).")
+    rnn_units: int = _doc(PAPER["rnn_units"], "LSTM units per direction.")
     rnn_layers: int = _doc(2, "Stacked bidirectional LSTM layers.")
     dropout_rate: float = _doc(0.2, "Dropout before each BiLSTM and before the output layer "
         "(TRAIN only).")
@@ -183,10 +185,7 @@ class Params:
 
     @classmethod
     def from_json(cls, path: str) -> Params:
-        if not tf.io.gfile.exists(path):
-            raise ParamsError(f"Config file {path} does not exist")
-        with tf.io.gfile.GFile(path, "r") as f:
-            return cls.from_json_string(f.read(), source=path)
+        return cls.from_dict(read_settings_file(path), source=path)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -196,13 +195,7 @@ class Params:
 
     @classmethod
     def from_json_string(cls, text: str, source: str = "JSON settings") -> Params:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ParamsError(f"{source} is not valid JSON: {error}") from None
-        if not isinstance(values, dict):
-            raise ParamsError(f"{source} must hold a JSON object of settings")
-        return cls.from_dict(values, source=source)
+        return cls.from_dict(_settings_from_json(text, source), source=source)
 
     def to_json(self, path: str) -> None:
         with tf.io.gfile.GFile(path, "w") as f:
@@ -342,6 +335,24 @@ class Params:
     def steps_for_epochs(self, num_samples: int) -> int:
         """Training steps that cover ``n_epochs`` of ``num_samples`` at the global batch size."""
         return max(1, math.ceil(self.n_epochs * num_samples / self.train_batch_size))
+
+
+def read_settings_file(path: str) -> dict[str, Any]:
+    """The JSON object of settings in ``path`` (local or gfile), not yet converted or validated."""
+    if not tf.io.gfile.exists(path):
+        raise ParamsError(f"Config file {path} does not exist")
+    with tf.io.gfile.GFile(path, "r") as f:
+        return _settings_from_json(f.read(), source=path)
+
+
+def _settings_from_json(text: str, source: str) -> dict[str, Any]:
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ParamsError(f"{source} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ParamsError(f"{source} must hold a JSON object of settings")
+    return values
 
 
 def parse_key_values(pairs: Iterable[str]) -> dict[str, str]:

@@ -26,9 +26,15 @@ from collections.abc import Sequence
 import tensorflow as tf
 from tensorflow.python.util import deprecation
 
-from tf_crnn import checks, cloud, cluster, demo, reporting
+from tf_crnn import checks, cloud, cluster, demo, network, reporting
 from tf_crnn.alphabet import AlphabetError, with_resolved_alphabet
-from tf_crnn.config import Params, ParamsError, check_resumable, parse_key_values
+from tf_crnn.config import (
+    Params,
+    ParamsError,
+    check_resumable,
+    parse_key_values,
+    read_settings_file,
+)
 from tf_crnn.constants import DEMO_DATA_DIR, EXPORT_BEST, EXPORT_LATEST, PARAMS_FILE, SAMPLES_PNG
 from tf_crnn.csv_rows import DataError
 from tf_crnn.data_handler import EVAL, TRAIN, input_fn
@@ -182,7 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-csv", nargs="+", default=None, metavar="CSV",
         help="Evaluation CSV file(s), same format.",
     )  # fmt: skip
-    parser.add_argument("--config", default=None, help="JSON file of Params settings.")
+    parser.add_argument(
+        "--config", default=None,
+        help="JSON file of Params settings; it may name a network with a \"preset\" key.",
+    )  # fmt: skip
+    parser.add_argument(
+        "--preset", default=None, choices=sorted(network.PRESETS),
+        help="A named network (paper: the default; small: for CPUs). Every setting given by "
+        "--config, --param or a flag overrides it.",
+    )  # fmt: skip
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="Override one setting (repeatable); applied after --config.",
@@ -251,20 +265,25 @@ def resolve_job_dir(args: argparse.Namespace, demo_mode: bool) -> str:
 
 
 def prepare_params(args: argparse.Namespace, job_dir: str, train_csv: Sequence[str]) -> Params:
-    """Settings from --config (else the job directory's saved ones, else defaults), --param and
-    the per-setting flags, with the alphabet resolved.
+    """Settings from --config (else the job directory's saved ones, else defaults) over a --preset,
+    then --param and the per-setting flags, with the alphabet resolved.
 
     Rerunning a command in its job directory thus continues with the settings it was started
     with; what the command line changes is checked against the saved run.
     """
     saved_path = os.path.join(job_dir, PARAMS_FILE)
     saved = Params.from_json(saved_path) if tf.io.gfile.exists(saved_path) else None
-    if args.config:
-        base = Params.from_json(args.config)
-    elif saved is not None:
-        base = saved
-    else:
-        base = Params.from_json(DEMO_CONFIG) if not args.train_csv else Params()
+    config_file = args.config or (DEMO_CONFIG if saved is None and not args.train_csv else None)
+    base = saved if saved is not None and not args.config else Params()
+    file_settings = read_settings_file(config_file) if config_file else {}
+    # A preset comes first, so that every setting given (file, --param, flag) overrides it.
+    file_preset = file_settings.pop("preset", None)
+    preset = args.preset or file_preset
+    if preset is not None:
+        if preset not in network.PRESETS:
+            raise ParamsError(f"preset: {preset!r} is not one of {', '.join(network.PRESETS)}")
+        base = base.with_overrides(network.PRESETS[preset], source=f"preset {preset}")
+    base = base.with_overrides(file_settings, source=config_file or "")
     overrides = parse_key_values(args.param)
     flags = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("setting.")}
     overrides.update(flags)
