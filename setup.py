@@ -31,7 +31,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "pyyaml>=5.1"],
+        "test": ["pytest>=7", "pytest-timeout", "pyyaml>=5.1", "ruff>=0.8,<0.9"],
         "gpu": ["tensorflow[and-cuda]>=2.15,<2.16"],
     },
     entry_points={
