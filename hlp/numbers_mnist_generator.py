@@ -39,17 +39,15 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import os
-import posixpath
 import struct
 import sys
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from hlp import HelpFormatter
+from tf_crnn.demo import join_path, write_png
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -78,11 +76,6 @@ def _gfile():
     import tensorflow as tf
 
     return tf.io.gfile
-
-
-def _join(folder: str, *names: str) -> str:
-    """``names`` under ``folder``: joined with '/' for a ``scheme://`` URL, else the local way."""
-    return posixpath.join(folder, *names) if "://" in folder else os.path.join(folder, *names)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -121,7 +114,7 @@ def read_idx(path: str) -> np.ndarray:
 def _idx_path(folder: str, name: str) -> str:
     gfile = _gfile()
     for candidate in (name, name + ".gz"):
-        path = _join(folder, candidate)
+        path = join_path(folder, candidate)
         if gfile.exists(path) and not gfile.isdir(path):
             return path
     raise MnistError(f"{folder}: neither {name} nor {name}.gz found")
@@ -217,15 +210,6 @@ def make_sample(
     return image, "".join(str(int(labels[i])) for i in picks)
 
 
-def write_png(path: str, image: np.ndarray) -> None:
-    """``image`` PNG-encoded into ``path`` (local or a tf.io.gfile URL)."""
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    with _gfile().GFile(path, "wb") as f:
-        f.write(encoded.tobytes())
-
-
 def generate_split(
     split: str,
     count: int,
@@ -242,9 +226,9 @@ def generate_split(
             rng, images, labels, args.min_digits, args.max_digits, args.max_gap, args.max_overlap
         )
         relative = f"images/{split}_{index:06d}.png"
-        write_png(_join(output, *relative.split("/")), image)
+        write_png(join_path(output, *relative.split("/")), image)
         rows.append(f"{relative}{args.delimiter}{label}\n")
-    csv_path = _join(output, f"{split}.csv")
+    csv_path = join_path(output, f"{split}.csv")
     with _gfile().GFile(csv_path, "wb") as f:
         f.write("".join(rows).encode("utf-8"))
     return csv_path
@@ -363,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MnistError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    _gfile().makedirs(_join(args.output, "images"))
+    _gfile().makedirs(join_path(args.output, "images"))
     rngs = dict(
         zip(SPLITS, (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2)))
     )

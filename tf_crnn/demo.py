@@ -166,7 +166,7 @@ def generate_demo_dataset(
     if not _is_url(output_dir):
         output_dir = os.path.abspath(output_dir)
     counts = {"train": num_train, "eval": num_eval}
-    csv_paths = {split: _join(output_dir, f"{split}.csv") for split in SPLITS}
+    csv_paths = {split: join_path(output_dir, f"{split}.csv") for split in SPLITS}
     if all(_count_rows(csv_paths[split]) == counts[split] for split in SPLITS):
         return csv_paths["train"], csv_paths["eval"]
 
@@ -174,7 +174,7 @@ def generate_demo_dataset(
     for path in csv_paths.values():
         if gfile.exists(path):
             gfile.remove(path)
-    gfile.makedirs(_join(output_dir, "images"))
+    gfile.makedirs(join_path(output_dir, "images"))
     rows = {split: [] for split in SPLITS}
     total = num_train + num_eval
     with tqdm(total=total, desc="Demo data", unit="image", disable=not progress) as bar:
@@ -183,7 +183,7 @@ def generate_demo_dataset(
                 rng = np.random.default_rng([seed, split_code, index])
                 label = _random_label(rng)
                 name = f"{split}_{index:06d}.png"
-                _write_png(_join(output_dir, "images", name), render_text_line(label, rng))
+                write_png(join_path(output_dir, "images", name), render_text_line(label, rng))
                 rows[split].append(f"images/{name};{label}")
                 bar.update()
     for split in SPLITS:
@@ -204,12 +204,12 @@ def _is_url(path: str) -> bool:
     return "://" in path
 
 
-def _join(folder: str, *names: str) -> str:
+def join_path(folder: str, *names: str) -> str:
     """``names`` under ``folder``: with '/' for a URL, with the local separator otherwise."""
     return posixpath.join(folder, *names) if _is_url(folder) else os.path.join(folder, *names)
 
 
-def _write_png(path: str, image: np.ndarray) -> None:
+def write_png(path: str, image: np.ndarray) -> None:
     """``image`` PNG-encoded into ``path`` (local or URL)."""
     ok, encoded = cv2.imencode(".png", image)
     if not ok:

@@ -26,10 +26,12 @@ from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
 from tf_crnn.constants import (
     ASSETS_EXTRA,
+    CODES,
     EXPORT_DIR,
     IMAGE_BYTES,
     IMAGES,
     IMAGES_WIDTHS,
+    PADDING_CODE,
     PARAMS_FILE,
     SCORES,
     SIGNATURE_BYTES,
@@ -49,10 +51,11 @@ class Prediction:
     """The recognizer's answer for one image, or why there is none."""
 
     source: str
-    text: str = ""
+    text: str = ""  # the best reading's units joined (without string_split_delimiter)
     top_texts: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     error: str | None = None
+    units: list[str] = field(default_factory=list)  # the best reading, unit by unit
 
 
 def export_names(export_base: str) -> list[str]:
@@ -211,17 +214,18 @@ class Predictor:
         except tf.errors.InvalidArgumentError as error:
             return Prediction(source, error=f"cannot decode image: {error_reason(error)}")
 
-    @staticmethod
-    def _outputs_to_predictions(outputs, sources: Sequence[str]) -> list[Prediction]:
+    def _outputs_to_predictions(self, outputs, sources: Sequence[str]) -> list[Prediction]:
         words = outputs[WORDS].numpy()
         top_words = outputs[TOP_WORDS].numpy()
         scores = outputs[SCORES].numpy()
+        codes = outputs[CODES].numpy()
         return [
             Prediction(
                 source,
                 words[i].decode("utf-8"),
                 [w.decode("utf-8") for w in top_words[i]],
                 [float(s) for s in scores[i]],
+                units=[self.alphabet.units[code] for code in codes[i] if code != PADDING_CODE],
             )
             for i, source in enumerate(sources)
         ]
@@ -306,8 +310,9 @@ def report_accuracy(
 ) -> None:
     """Prints CER and word accuracy over the readable images, and the worst predictions."""
     pairs = [(p, label) for p, label in zip(predictions, labels) if not p.error]
+    # Unit by unit: with string_split_delimiter the joined text no longer says where units end.
     counts = metrics.ErrorCounts.of(
-        [alphabet.split(p.text) for p, _ in pairs], [alphabet.split(label) for _, label in pairs]
+        [p.units for p, _ in pairs], [alphabet.split(label) for _, label in pairs]
     )
     print(
         f"{counts.sequences} labelled images: CER {counts.cer:.4f}, word accuracy "
@@ -315,10 +320,7 @@ def report_accuracy(
         f"WER {counts.wer:.4f}"
     )
     errors = sorted(
-        (
-            (metrics.edit_distance(alphabet.split(p.text), alphabet.split(label)), p, label)
-            for p, label in pairs
-        ),
+        ((metrics.edit_distance(p.units, alphabet.split(label)), p, label) for p, label in pairs),
         key=lambda item: -item[0],
     )
     worst = [item for item in errors if item[0] > 0][:WORST_SHOWN]

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from tf_crnn import cloud, constants, visualize
+from tf_crnn.alphabet import Alphabet
 from tf_crnn.checks import check_csv_files
 from tf_crnn.config import Params
 from tf_crnn.data_handler import EVAL, input_fn
@@ -136,8 +137,14 @@ class EvalResultsListener(tf.estimator.Exporter):
 def write_samples_png(
     estimator: tf.estimator.Estimator, eval_csv: Sequence[str], params: Params, path: str
 ) -> None:
-    """``samples.png``: the first evaluation images captioned with prediction and truth."""
-    truths = {row.image_path: row.label for row in check_csv_files(eval_csv, params).rows}
+    """``samples.png``: the first evaluation images captioned with prediction and truth.
+
+    Each truth is shown as the model would read it (case folded, units joined), so that a right
+    prediction is drawn as right.
+    """
+    alphabet = Alphabet.from_params(params)
+    rows = check_csv_files(eval_csv, params).rows
+    truths = {row.image_path: alphabet.decode(alphabet.encode(row.label)) for row in rows}
     paths, predictions = [], []
     for prediction in estimator.predict(
         lambda: input_fn(eval_csv, params, EVAL, batch_size=SAMPLES_SHOWN)
