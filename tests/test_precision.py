@@ -2,10 +2,13 @@
 really changes the graph while the loss stays float32. float16 and bfloat16 run here on CPU
 stand-ins (emulated where the CPU lacks them); their speed is measured by ``make bench``."""
 
+import json
+
 import pytest
 import tensorflow as tf
+from helpers import tiny_flags
 
-from tf_crnn import model, precision
+from tf_crnn import model, precision, task
 from tf_crnn.alphabet import with_resolved_alphabet
 from tf_crnn.config import Params, ParamsError
 from tf_crnn.precision import Hardware
@@ -85,3 +88,30 @@ def test_each_policy_computes_the_network_in_its_dtype_and_the_loss_in_float32(
         step = session.run(tf.compat.v1.train.get_global_step())
     assert all(0 < loss < float("inf") for loss in losses)
     assert step == 3
+
+
+BFLOAT16_CPU = Hardware(AVX2_ONLY | {"avx512f", "avx512_bf16"}, ())
+
+
+def test_in_a_cpu_cluster_auto_stays_float32_and_bfloat16_is_refused():
+    name, reason = precision.resolve("auto", BFLOAT16_CPU, in_cluster=True)
+    assert name == "float32" and "TF_CONFIG cluster" in reason
+    with pytest.raises(precision.PrecisionError, match="mixed_bfloat16 cannot apply"):
+        precision.resolve("mixed_bfloat16", BFLOAT16_CPU, in_cluster=True)
+    gpu_cluster = Hardware(AVX2_ONLY, ((8, 0),))
+    assert precision.resolve("auto", gpu_cluster, in_cluster=True)[0] == "mixed_float16"
+
+
+def test_task_refuses_bfloat16_in_a_cpu_cluster_before_training(
+    tmp_path, monkeypatch, capsys, text_line_csv
+):
+    monkeypatch.setattr(
+        precision.Hardware, "of_this_machine", classmethod(lambda cls: BFLOAT16_CPU)
+    )
+    cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "chief"}}))
+    csv = text_line_csv(["ab", "cd"])
+    args = ["--job-dir", str(tmp_path / "job"), "--train-csv", csv, "--eval-csv", csv]
+    assert task.main([*args, *tiny_flags(precision="mixed_bfloat16")]) == 2
+    assert "precision: mixed_bfloat16 cannot apply" in capsys.readouterr().err
+    assert not (tmp_path / "job" / "params.json").exists()

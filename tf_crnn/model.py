@@ -37,7 +37,8 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
     widths = tf.cast(features[constants.IMAGES_WIDTHS], tf.int32)
     sequence_lengths = network.time_steps(widths)
 
-    policy = precision.keras_policy(params.precision)
+    in_cluster = config is not None and bool(config.cluster_spec.as_dict())
+    policy = precision.keras_policy(params.precision, in_cluster)
     model = network.CRNN(params, alphabet.num_classes, policy)
     logits = model(images, sequence_lengths, training=training)
     logits_time_major = tf.transpose(logits, [1, 0, 2])
@@ -69,10 +70,12 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
     summary = visualize.predictions_summary(
         images, widths, alphabet.tf_decode(predicted_codes), alphabet.tf_decode(true_codes)
     )
-    summary_dir = f"{config.model_dir}/{constants.EVAL_DIR}"
-    hooks = [
-        tf.estimator.SummarySaverHook(save_steps=1, output_dir=summary_dir, summary_op=summary)
-    ]
+    hooks = []
+    if config is not None:  # in an Estimator
+        summary_dir = f"{config.model_dir}/{constants.EVAL_DIR}"
+        hooks.append(
+            tf.estimator.SummarySaverHook(save_steps=1, output_dir=summary_dir, summary_op=summary)
+        )
     return tf.estimator.EstimatorSpec(
         mode, loss=loss, eval_metric_ops=eval_metrics, evaluation_hooks=hooks
     )

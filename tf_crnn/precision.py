@@ -6,6 +6,10 @@ float16 on GPUs with tensor cores (compute capability 7.0 or newer), float32 oth
 stay float32 under every policy, so a checkpoint trained in one precision resumes, evaluates and
 exports in any other. The CTC loss, the softmax inside it and decoding always run in float32: the
 network's last layer outputs float32 logits.
+
+One exception, found by the cluster tests: TensorFlow 2.15's distributed runtime (a ``TF_CONFIG``
+cluster) has no bfloat16 kernel for the fused convolutions its graph optimizer makes, so on CPUs
+in a cluster ``auto`` picks float32 and an explicit ``mixed_bfloat16`` is refused before training.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ PRECISIONS = (AUTO, FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
 # CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products native.
 BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 TENSOR_CORES = (7, 0)  # the first GPU compute capability with float16 tensor cores
+CPU_CLUSTER = (
+    "bfloat16 convolutions do not run in a TF_CONFIG cluster on CPU with TensorFlow 2.15 (its "
+    "distributed runtime has no bfloat16 _FusedConv2D kernel)"
+)
+
+
+class PrecisionError(ValueError):
+    """A precision that cannot run where it was asked for; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -56,16 +68,28 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def resolve(requested: str, hardware: Hardware | None = None) -> tuple[str, str]:
-    """The policy to compute in, and why: ``requested`` itself, or what ``auto`` picks."""
-    if requested != AUTO:
+def resolve(
+    requested: str, hardware: Hardware | None = None, in_cluster: bool = False
+) -> tuple[str, str]:
+    """The policy to compute in, and why: ``requested`` itself, or what ``auto`` picks.
+
+    ``in_cluster``: the graph runs in a ``TF_CONFIG`` cluster (see the module docstring).
+    """
+    if requested == FLOAT32 or requested == MIXED_FLOAT16:
         return requested, "set by the precision setting"
     hardware = hardware or Hardware.of_this_machine()
+    cpu_cluster = in_cluster and not hardware.gpu_capabilities
+    if requested == MIXED_BFLOAT16:
+        if cpu_cluster:
+            raise PrecisionError(f"precision: {MIXED_BFLOAT16} cannot apply: {CPU_CLUSTER}")
+        return requested, "set by the precision setting"
     if hardware.gpu_capabilities:
         if all(capability >= TENSOR_CORES for capability in hardware.gpu_capabilities):
             return MIXED_FLOAT16, "auto: every GPU has float16 tensor cores"
         return FLOAT32, "auto: a GPU without float16 tensor cores"
     native = [flag for flag in BFLOAT16_CPU_FLAGS if flag in hardware.cpu_flags]
+    if native and cpu_cluster:
+        return FLOAT32, f"auto: {CPU_CLUSTER}"
     if native:
         return MIXED_BFLOAT16, f"auto: this CPU computes bfloat16 natively ({', '.join(native)})"
     return FLOAT32, "auto: no native bfloat16 on this CPU and no GPU"
@@ -74,9 +98,9 @@ def resolve(requested: str, hardware: Hardware | None = None) -> tuple[str, str]
 _logged: set[tuple[str, str]] = set()
 
 
-def keras_policy(requested: str) -> tf.keras.mixed_precision.Policy:
+def keras_policy(requested: str, in_cluster: bool = False) -> tf.keras.mixed_precision.Policy:
     """The Keras policy for the layers of the network; says once per process what it picked."""
-    name, reason = resolve(requested)
+    name, reason = resolve(requested, in_cluster=in_cluster)
     if (name, reason) not in _logged:
         _logged.add((name, reason))
         logger.info("precision: %s (%s)", name, reason)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 from tensorflow.python.util import deprecation
 
-from tf_crnn import checks, cloud, cluster, demo, network, reporting
+from tf_crnn import checks, cloud, cluster, demo, network, precision, reporting
 from tf_crnn.alphabet import AlphabetError, with_resolved_alphabet
 from tf_crnn.config import (
     Params,
@@ -47,7 +47,7 @@ DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "demo.json")
 # Flag names kept from older tools and cloud conventions, as aliases of Params settings.
 FLAG_ALIASES = {"n_epochs": ["--num-epochs"], "eval_throttle_secs": ["--eval-interval"]}
 # The errors that mean "your settings or data", reported as one clear line.
-USER_ERRORS = (ParamsError, DataError, AlphabetError)
+USER_ERRORS = (ParamsError, DataError, AlphabetError, precision.PrecisionError)
 
 
 def train_and_evaluate(
@@ -66,11 +66,13 @@ def train_and_evaluate(
         {} on the other tasks of a cluster.
 
     Raises:
-        ParamsError, DataError: before training, naming the setting or the file and row.
+        ParamsError, DataError, PrecisionError: before training, naming the setting or the file
+            and row.
     """
     # Before any TensorFlow op runs: MultiWorkerMirroredStrategy must configure the runtime first.
     tf_config = cluster.read_tf_config()
     strategy = cluster.build_strategy(params, tf_config)
+    precision.resolve(params.precision, in_cluster=bool(tf_config.get("cluster")))
     cluster.check_batch_split(params, strategy)
     train_rows = checks.check_csv_files(train_csv, params).rows
     checks.check_csv_files(eval_csv, params)
