@@ -1,11 +1,26 @@
-"""tf_crnn.alphabet: units <-> codes in Python and in the graph, how alphabets are built and resolved."""
+"""tf_crnn.alphabet: units <-> codes in Python and in the graph, how alphabets are built and
+resolved, and the alphabet collected from training labels."""
+
 import json
 
 import pytest
 import tensorflow as tf
 
-from tf_crnn.alphabet import Alphabet, AlphabetError, resolve_alphabet
+from tf_crnn.alphabet import (
+    SOURCE_BUILTIN,
+    SOURCE_LOOKUP_FILE,
+    SOURCE_STRING,
+    SOURCE_TRAINING_LABELS,
+    SOURCE_UNITS,
+    Alphabet,
+    AlphabetError,
+    alphabet_source,
+    read_labels,
+    resolve_alphabet,
+    with_resolved_alphabet,
+)
 from tf_crnn.config import Params
+from tf_crnn.csv_rows import DataError
 
 UNICODE_LABELS = ["café crème", "北京欢迎你", "مرحبا بالعالم", "Ünïcödé ß"]
 
@@ -68,11 +83,14 @@ def test_lookup_json_duplicate_codes(tmp_path):
     assert path in str(error.value)
 
 
-@pytest.mark.parametrize("text, problem", [
-    ('{"a": 0, "b": "1"}', "integer code"),
-    ('["a", "b"]', "integer code"),
-    ('{"a": 0,', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"a": 0, "b": "1"}', "integer code"),
+        ('["a", "b"]', "integer code"),
+        ('{"a": 0,', "not valid JSON"),
+    ],
+)
 def test_lookup_json_bad_content(tmp_path, text, problem):
     path = write_json(tmp_path / "lookup.json", text)
     with pytest.raises(AlphabetError, match=problem) as error:
@@ -106,12 +124,15 @@ def test_from_labels_collects_every_unit_sorted():
     assert alphabet.decode(alphabet.encode("hello")) == "hello"
 
 
-@pytest.mark.parametrize("units, problem", [
-    ([], "empty"),
-    (["a", "b", "a"], "more than once"),
-    (["a", ""], "empty unit"),
-    (["a", "ch"], "string_split_delimiter"),
-])
+@pytest.mark.parametrize(
+    "units, problem",
+    [
+        ([], "empty"),
+        (["a", "b", "a"], "more than once"),
+        (["a", ""], "empty unit"),
+        (["a", "ch"], "string_split_delimiter"),
+    ],
+)
 def test_impossible_alphabets(units, problem):
     with pytest.raises(AlphabetError, match=problem):
         Alphabet(units)
@@ -129,7 +150,9 @@ def test_unicode_units_are_characters_in_python():
 
 def test_unicode_in_the_graph_agrees_with_python():
     alphabet = Alphabet.from_labels(UNICODE_LABELS)
-    assert graph_codes(alphabet, UNICODE_LABELS) == [alphabet.encode(label) for label in UNICODE_LABELS]
+    assert graph_codes(alphabet, UNICODE_LABELS) == [
+        alphabet.encode(label) for label in UNICODE_LABELS
+    ]
     assert graph_round_trip(alphabet, UNICODE_LABELS) == UNICODE_LABELS
 
 
@@ -198,7 +221,11 @@ def test_decoding_drops_padding_and_blank():
     alphabet = Alphabet.from_string("abc")
     blank = alphabet.blank_code
     codes = [[0, blank, 1, -1, -1], [blank, blank, -1, -1, -1], [2, 2, 0, 1, blank]]
-    assert [t.decode() for t in alphabet.tf_decode(tf.constant(codes)).numpy()] == ["ab", "", "ccab"]
+    assert [t.decode() for t in alphabet.tf_decode(tf.constant(codes)).numpy()] == [
+        "ab",
+        "",
+        "ccab",
+    ]
     assert [alphabet.decode(row) for row in codes] == ["ab", "", "ccab"]
 
 
@@ -212,7 +239,12 @@ def test_resolve_alphabet_order_of_precedence(tmp_path):
     lookup = write_json(tmp_path / "lookup.json", '{"x": 0, "y": 1}')
     labels = ["hello", "world"]
     # An already resolved alphabet (a saved run) wins over every source.
-    for source in ({"lookup_alphabet_file": lookup}, {"alphabet_string": "pq"}, {"alphabet": "digits"}, {}):
+    for source in (
+        {"lookup_alphabet_file": lookup},
+        {"alphabet_string": "pq"},
+        {"alphabet": "digits"},
+        {},
+    ):
         params = Params(alphabet_units=["u", "v"], **source)
         assert resolve_alphabet(params, labels).units == ["u", "v"]
     # Then the one source given; labels only count for 'auto'.
@@ -252,3 +284,34 @@ def test_case_folding_a_builtin_alphabet_merges_upper_into_lower_case():
     alphabet = Alphabet.builtin("letters_digits_symbols", case_fold=True)
     assert len(alphabet) == 95 - 26
     assert alphabet.encode("Hello") == alphabet.encode("hello")
+
+
+# --- the alphabet from the training labels --------------------------------------------------------
+def test_alphabet_source_names_the_setting_the_alphabet_comes_from():
+    assert alphabet_source(Params()) == SOURCE_TRAINING_LABELS
+    assert alphabet_source(Params(alphabet="digits")) == SOURCE_BUILTIN
+    assert alphabet_source(Params(alphabet_string="ab")) == SOURCE_STRING
+    assert alphabet_source(Params(lookup_alphabet_file="lookup.json")) == SOURCE_LOOKUP_FILE
+    assert alphabet_source(Params(alphabet_units=["a"], alphabet_string="ab")) == SOURCE_UNITS
+
+
+def test_auto_alphabet_is_collected_from_the_training_csv(tmp_path, write_csv, good_image):
+    csv = write_csv(tmp_path / "data.csv", [f"{good_image};hello", f"{good_image};wörld"])
+    params = with_resolved_alphabet(Params(), [csv])
+    assert params.alphabet_units == sorted(set("hellowörld"))
+    units_x = params.with_overrides({"alphabet_units": ["x"]})
+    assert with_resolved_alphabet(units_x, [csv]).alphabet_units == ["x"]
+    digits = with_resolved_alphabet(Params(alphabet="digits"), [csv])
+    assert digits.alphabet_units == list("0123456789")
+
+
+def test_read_labels_of_several_files_refuses_or_skips_malformed_rows(tmp_path, write_csv):
+    first = write_csv(tmp_path / "a.csv", ["a.png;ab", "b.png;cd"])
+    second = write_csv(tmp_path / "b.csv", ["c.png;ef", "d.png", "e.png;gh"])
+    assert read_labels([first], Params()) == ["ab", "cd"]
+    with pytest.raises(DataError, match="row 2: no ';' delimiter"):
+        read_labels([first, second], Params())
+    assert read_labels([first, second], Params(skip_bad_samples=True)) == ["ab", "cd", "ef", "gh"]
+    # Image files are not looked at: collecting the alphabet only reads the CSV files.
+    params = with_resolved_alphabet(Params(skip_bad_samples=True), [first, second])
+    assert params.alphabet_units == list("abcdefgh")

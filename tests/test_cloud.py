@@ -1,9 +1,11 @@
 """Cloud training files: the Vertex AI job specs, the Dockerfile, and tf_crnn.cloud.
 
-The job specs cannot be submitted from here, so these tests hold them to what can be checked offline:
-the fields Vertex AI requires, that every argument they pass (and every value a tuning trial may pass)
-is accepted by tf_crnn.task's own parser and by Params, and that the commented variants stay valid YAML.
+The job specs cannot be submitted from here, so these tests hold them to what can be checked
+offline: the fields Vertex AI requires, that every argument they pass (and every value a tuning
+trial may pass) is accepted by tf_crnn.task's own parser and by Params, and that the commented
+variants stay valid YAML.
 """
+
 import json
 import os
 import re
@@ -27,7 +29,8 @@ def load(path):
 
 
 def commented_variants(path):
-    """``{name: spec}`` for each ``# >>> variant: name`` ... ``# <<< variant`` block, uncommented."""
+    """``{name: spec}`` for each ``# >>> variant: name`` ... ``# <<< variant`` block,
+    uncommented."""
     variants, name, lines = {}, None, []
     with open(path, encoding="utf-8") as f:
         for line in f.read().splitlines():
@@ -38,7 +41,9 @@ def commented_variants(path):
                 variants[name] = yaml.safe_load("\n".join(lines))
                 name = None
             elif name is not None:
-                assert line == "#" or line.startswith("# "), f"variant {name}: not a comment line: {line!r}"
+                assert line == "#" or line.startswith(
+                    "# "
+                ), f"variant {name}: not a comment line: {line!r}"
                 lines.append(line[2:])
     assert name is None, f"variant {name} is not closed"
     return variants
@@ -53,7 +58,8 @@ def sdist_name():
 
 
 def settings_in(args):
-    """The Params settings that flags in ``args`` set, by field name (``--train-steps`` is train_steps)."""
+    """The Params settings that flags in ``args`` set, by field name (``--train-steps`` is
+    train_steps)."""
     names, settings, i = set(Params.field_names()), {}, 0
     while i < len(args):
         key, sep, value = args[i][2:].partition("=") if args[i].startswith("--") else ("", "", "")
@@ -68,7 +74,8 @@ def settings_in(args):
 
 
 def assert_task_accepts(args):
-    """``args`` parse with tf_crnn.task's parser, none unknown, and their settings make valid Params."""
+    """``args`` parse with tf_crnn.task's parser, none unknown, and their settings make valid
+    Params."""
     parsed, unknown = task.build_parser().parse_known_args(args)
     assert unknown == [], f"tf_crnn.task does not know {unknown}"
     Params().with_overrides(settings_in(args))  # raises ParamsError on a value a setting rejects
@@ -76,7 +83,8 @@ def assert_task_accepts(args):
 
 
 def assert_runs_own_data(parsed):
-    """A cloud job trains on its own CSVs (not the demo) and writes to AIP_MODEL_DIR (no --job-dir)."""
+    """A cloud job trains on its own CSVs (not the demo) and writes to AIP_MODEL_DIR (no
+    --job-dir)."""
     assert parsed.train_csv and all(p.startswith("gs://") for p in parsed.train_csv)
     assert parsed.eval_csv and all(p.startswith("gs://") for p in parsed.eval_csv)
     assert parsed.job_dir is None
@@ -90,7 +98,8 @@ def assert_p100_machine(pool):
 
 def assert_python_package(spec):
     assert spec["executorImageUri"].startswith("us-docker.pkg.dev/vertex-ai/training/tf-gpu.2-15.")
-    assert spec["executorImageUri"].endswith(":latest")  # prebuilt images are only served as :latest
+    # Prebuilt images are only served as :latest.
+    assert spec["executorImageUri"].endswith(":latest")
     assert [uri.rsplit("/", 1)[1] for uri in spec["packageUris"]] == [sdist_name()]
     assert all(uri.startswith("gs://") for uri in spec["packageUris"])
     assert spec["pythonModule"] == "tf_crnn.task"
@@ -108,6 +117,7 @@ def no_underscore_keys(node, where="spec"):
 
 
 # --- config_p100.yaml ------------------------------------------------------------------------
+
 
 def test_config_p100_is_a_p100_chief_running_the_sdist():
     spec = load(CONFIG_P100)
@@ -132,8 +142,11 @@ def test_config_p100_custom_container_variant():
     assert chief["replicaCount"] == 1
     assert_p100_machine(chief)
     assert "pythonPackageSpec" not in chief
-    assert re.fullmatch(r"[a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+/tf-crnn:\S+", chief["containerSpec"]["imageUri"])
-    assert "command" not in chief["containerSpec"]  # keep the image's ENTRYPOINT: args are appended to it
+    assert re.fullmatch(
+        r"[a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+/tf-crnn:\S+", chief["containerSpec"]["imageUri"]
+    )
+    # Keep the image's ENTRYPOINT: args are appended to it.
+    assert "command" not in chief["containerSpec"]
     assert_runs_own_data(assert_task_accepts(chief["containerSpec"]["args"]))
     assert spec["baseOutputDirectory"]["outputUriPrefix"].startswith("gs://")
 
@@ -146,16 +159,20 @@ def test_config_p100_multi_worker_variant_has_the_four_vertex_pools():
     assert workers["replicaCount"] >= 1 and parameter_servers["replicaCount"] >= 1
     assert_p100_machine(chief)
     assert_p100_machine(workers)
-    assert "acceleratorType" not in parameter_servers["machineSpec"]  # parameter servers hold variables only
+    # Parameter servers hold variables only.
+    assert "acceleratorType" not in parameter_servers["machineSpec"]
     # Every task runs the same program: tf.estimator picks its role from TF_CONFIG.
     programs = [pool["pythonPackageSpec"] for pool in spec["workerPoolSpecs"]]
     assert all(program == programs[0] for program in programs)
     assert_python_package(programs[0])
     assert_runs_own_data(assert_task_accepts(programs[0]["args"]))
-    assert programs[0]["args"] == load(CONFIG_P100)["workerPoolSpecs"][0]["pythonPackageSpec"]["args"]
+    assert (
+        programs[0]["args"] == load(CONFIG_P100)["workerPoolSpecs"][0]["pythonPackageSpec"]["args"]
+    )
 
 
 # --- hptuning_config.yaml --------------------------------------------------------------------
+
 
 def trial_values(parameter):
     """Values a trial may get for ``parameter``, as the flag text Vertex AI passes."""
@@ -166,7 +183,8 @@ def trial_values(parameter):
         spec = parameter["integerValueSpec"]
         return [str(int(spec["minValue"])), str(int(spec["maxValue"]))]
     if "discreteValueSpec" in parameter:
-        return [repr(float(v)) for v in parameter["discreteValueSpec"]["values"]]  # sent as floats: "256.0"
+        # Sent as floats: "256.0".
+        return [repr(float(v)) for v in parameter["discreteValueSpec"]["values"]]
     return [str(v) for v in parameter["categoricalValueSpec"]["values"]]
 
 
@@ -184,15 +202,22 @@ def test_hptuning_parameters_are_params_settings_with_flags():
     assert {"learning_rate", "rnn_units", "dropout_rate"} <= set(parameter_ids)
     for parameter in spec["studySpec"]["parameters"]:
         name = parameter["parameterId"]
-        assert name in defaults and not isinstance(defaults[name], (list, dict)), f"{name} is no scalar setting"
+        assert name in defaults and not isinstance(
+            defaults[name], (list, dict)
+        ), f"{name} is no scalar setting"
         if "doubleValueSpec" in parameter:
-            assert parameter["doubleValueSpec"]["minValue"] < parameter["doubleValueSpec"]["maxValue"]
+            assert (
+                parameter["doubleValueSpec"]["minValue"] < parameter["doubleValueSpec"]["maxValue"]
+            )
             assert parameter["scaleType"] in ("UNIT_LINEAR_SCALE", "UNIT_LOG_SCALE")
         for value in trial_values(parameter):
             parsed, unknown = task.build_parser().parse_known_args([f"--{name}={value}"])
             assert unknown == [], f"--{name} is not a flag of tf_crnn.task"
-            assert getattr(Params().with_overrides({name: value}), name) is not None  # accepted, in range
-    learning_rate = next(p for p in spec["studySpec"]["parameters"] if p["parameterId"] == "learning_rate")
+            # Accepted, in range.
+            assert getattr(Params().with_overrides({name: value}), name) is not None
+    learning_rate = next(
+        p for p in spec["studySpec"]["parameters"] if p["parameterId"] == "learning_rate"
+    )
     assert learning_rate["scaleType"] == "UNIT_LOG_SCALE"
 
 
@@ -204,10 +229,15 @@ def test_hptuning_trial_job_runs_the_same_program_as_config_p100():
     program = chief["pythonPackageSpec"]
     assert_python_package(program)
     p100 = load(CONFIG_P100)["workerPoolSpecs"][0]["pythonPackageSpec"]
-    assert (program["executorImageUri"], program["packageUris"]) == (p100["executorImageUri"], p100["packageUris"])
+    assert (program["executorImageUri"], program["packageUris"]) == (
+        p100["executorImageUri"],
+        p100["packageUris"],
+    )
     assert_runs_own_data(assert_task_accepts(program["args"]))
     tuned = {p["parameterId"] for p in load(HPTUNING)["studySpec"]["parameters"]}
-    assert not tuned & set(settings_in(program["args"])), "tuned settings must not also be fixed in args"
+    assert not tuned & set(
+        settings_in(program["args"])
+    ), "tuned settings must not also be fixed in args"
     assert trial_spec["baseOutputDirectory"]["outputUriPrefix"].startswith("gs://")
 
 
@@ -224,12 +254,16 @@ def test_hptuning_trial_args_with_tuned_flags_appended_parse():
 
 # --- Dockerfile ------------------------------------------------------------------------------
 
+
 def dockerfile_instructions():
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     with open(DOCKERFILE, encoding="utf-8") as f:
         text = re.sub(r"\\\n", " ", f.read())
-    return [tuple(line.strip().split(None, 1)) for line in text.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        tuple(line.strip().split(None, 1))
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def test_dockerfile_builds_on_tensorflow_2_15_gpu():
@@ -241,7 +275,9 @@ def test_dockerfile_builds_on_tensorflow_2_15_gpu():
 def test_dockerfile_installs_the_package_and_keeps_the_image_tensorflow():
     runs = " ".join(args for op, args in dockerfile_instructions() if op == "RUN")
     assert re.search(r"pip install (\S+ )*/tmp/tf_crnn-src\b", runs)
-    assert "--upgrade" not in runs and "tensorflow==" not in runs and "--force-reinstall" not in runs
+    assert (
+        "--upgrade" not in runs and "tensorflow==" not in runs and "--force-reinstall" not in runs
+    )
     assert "tf.__version__.startswith('2.15.')" in runs
 
 
@@ -250,7 +286,9 @@ def test_dockerfile_copies_files_that_exist():
     sources = [source for *sources, _ in copies for source in sources]
     assert {"setup.py", "pyproject.toml", "README.md", "tf_crnn", "hlp"} <= set(sources)
     for source in sources:
-        assert os.path.exists(os.path.join(REPO, source)), f"COPY {source}: no such file in the repository"
+        assert os.path.exists(
+            os.path.join(REPO, source)
+        ), f"COPY {source}: no such file in the repository"
 
 
 def test_dockerfile_entrypoint_runs_the_task():
@@ -259,6 +297,7 @@ def test_dockerfile_entrypoint_runs_the_task():
 
 
 # --- tf_crnn.cloud ---------------------------------------------------------------------------
+
 
 def test_no_trial_no_tuning():
     environ = {"AIP_MODEL_DIR": "gs://bucket/run/model/"}
@@ -278,7 +317,8 @@ def test_trial_job_dir_keeps_aip_model_dir_which_vertex_already_made_per_trial()
     environ = {cloud.TRIAL_ID_ENV: "7", "AIP_MODEL_DIR": "gs://bucket/hp/7/model/"}
     assert cloud.trial_job_dir("gs://bucket/hp/7/model/", environ) == "gs://bucket/hp/7/model/"
     assert cloud.trial_job_dir("gs://bucket/hp/7/model", environ) == "gs://bucket/hp/7/model"
-    assert cloud.trial_job_dir("gs://bucket/mine", environ) == "gs://bucket/mine/7"  # an explicit --job-dir
+    # An explicit --job-dir.
+    assert cloud.trial_job_dir("gs://bucket/mine", environ) == "gs://bucket/mine/7"
 
 
 def test_two_trials_do_not_overwrite_each_other(tmp_path):
@@ -315,7 +355,8 @@ def test_report_keeps_earlier_reports_newest_last(tmp_path):
     path = str(tmp_path / "output.metrics")
     environ = {cloud.TRIAL_ID_ENV: "4", cloud.METRIC_FILE_ENV: path}
     cloud.report_hyperparameter_metric("cer", 0.5, 500, environ)
-    cloud.report_hyperparameter_metric("cer", np.float32(0.125), np.int64(1000), environ)  # values from TF
+    # Values from TF.
+    cloud.report_hyperparameter_metric("cer", np.float32(0.125), np.int64(1000), environ)
     with open(path, encoding="utf-8") as f:
         entries = [json.loads(line) for line in f]
     assert [(e["cer"], e["global_step"]) for e in entries] == [("0.5", "500"), ("0.125", "1000")]
@@ -323,7 +364,9 @@ def test_report_keeps_earlier_reports_newest_last(tmp_path):
         cloud.report_hyperparameter_metric("cer", 0.1, 2000, environ)
     with open(path, encoding="utf-8") as f:
         assert len(f.read().splitlines()) == cloud.MAX_METRIC_ENTRIES
-    assert [name for name in os.listdir(tmp_path) if name != "output.metrics"] == []  # no temporary left
+    assert [
+        name for name in os.listdir(tmp_path) if name != "output.metrics"
+    ] == []  # no temporary left
 
 
 def test_report_without_trial_id_uses_an_explicit_metric_file(tmp_path):
@@ -343,6 +386,10 @@ def test_report_in_a_tuning_trial_defaults_to_the_hypertune_path(tmp_path, monke
 
 
 def test_no_trial_no_metric_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(cloud, "DEFAULT_METRIC_FILE", str(tmp_path / "hypertune" / "output.metrics"))
-    assert cloud.report_hyperparameter_metric("cer", 0.5, 10, {"AIP_MODEL_DIR": "gs://b/m/"}) is None
+    monkeypatch.setattr(
+        cloud, "DEFAULT_METRIC_FILE", str(tmp_path / "hypertune" / "output.metrics")
+    )
+    assert (
+        cloud.report_hyperparameter_metric("cer", 0.5, 10, {"AIP_MODEL_DIR": "gs://b/m/"}) is None
+    )
     assert os.listdir(tmp_path) == []

@@ -1,4 +1,5 @@
 """``python -m tf_crnn.task`` end to end on tiny data: train, evaluate, export, resume, refuse."""
+
 import json
 import os
 import subprocess
@@ -8,37 +9,55 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 import tensorflow as tf
+from helpers import TINY, tiny_flags
 
 from tf_crnn import task
 from tf_crnn.demo import generate_demo_dataset
 
-TINY_FLAGS = ["--param", "conv_filters=[8,8,16,16,16,16,16]", "--rnn_units", "16", "--train_batch_size", "8",
-              "--eval_batch_size", "16", "--save_interval", "1000", "--eval_throttle_secs", "0",
-              "--log_step_count_steps", "5"]
+# Augmentation on, as by default: the training input then runs every augmentation op inside the
+# Estimator's graph.
+FLAGS = tiny_flags(data_augmentation=True)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return generate_demo_dataset(str(tmp_path_factory.mktemp("data")), num_train=48, num_eval=16, seed=5,
-                                 progress=False)
+    return generate_demo_dataset(
+        str(tmp_path_factory.mktemp("data")), num_train=48, num_eval=16, seed=5, progress=False
+    )
 
 
 def run_task(job_dir, data, *extra):
     train_csv, eval_csv = data
-    return task.main(["--job-dir", str(job_dir), "--train-csv", train_csv, "--eval-csv", eval_csv,
-                      *TINY_FLAGS, *extra])
+    return task.main(
+        [
+            "--job-dir",
+            str(job_dir),
+            "--train-csv",
+            train_csv,
+            "--eval-csv",
+            eval_csv,
+            *FLAGS,
+            *extra,
+        ]
+    )
 
 
 def test_train_evaluate_export_then_resume(data, tmp_path, capsys):
     job_dir = tmp_path / "job"
-    assert run_task(job_dir, data, "--train-steps", "20", "--learning_rate=0.003", "--some-cloud-flag=1") == 0
+    assert (
+        run_task(
+            job_dir, data, "--train-steps", "20", "--learning_rate=0.003", "--some-cloud-flag=1"
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert "finished: global step 20" in out.out and "export/latest" in out.out
     assert "ignoring unknown arguments: --some-cloud-flag=1" in out.err
     assert "word acc." in out.err  # evaluation table
 
     saved = json.loads((job_dir / "params.json").read_text())
-    assert saved["learning_rate"] == 0.003 and saved["rnn_units"] == 16 and saved["train_steps"] == 20
+    assert saved["learning_rate"] == 0.003 and saved["train_steps"] == 20
+    assert saved["rnn_units"] == TINY["rnn_units"] == 16 and saved["data_augmentation"] is True
     assert len(saved["alphabet_units"]) > 10
     assert tf.train.latest_checkpoint(str(job_dir)).endswith("model.ckpt-20")
     exports = tf.io.gfile.glob(str(job_dir / "export" / "latest" / "*" / "saved_model.pb"))
@@ -53,7 +72,10 @@ def test_train_evaluate_export_then_resume(data, tmp_path, capsys):
 
     # The same job directory without settings continues with the saved ones.
     train_csv, eval_csv = data
-    assert task.main(["--job-dir", str(job_dir), "--train-csv", train_csv, "--eval-csv", eval_csv]) == 0
+    assert (
+        task.main(["--job-dir", str(job_dir), "--train-csv", train_csv, "--eval-csv", eval_csv])
+        == 0
+    )
     assert "nothing left to train" in capsys.readouterr().out
     assert json.loads((job_dir / "params.json").read_text())["learning_rate"] == 0.003
 
@@ -71,6 +93,7 @@ def test_resume_with_an_other_network_is_refused(data, tmp_path, capsys):
 def test_epochs_set_the_step_target(data, tmp_path, capsys):
     assert run_task(tmp_path / "job", data, "--num-epochs", "1") == 0
     # 48 training rows (less any too long for their image) at batch 8: at most 6 steps.
+    assert TINY["train_batch_size"] == 8
     saved = json.loads((tmp_path / "job" / "params.json").read_text())
     assert 1 <= saved["train_steps"] <= 6
     assert f"finished: global step {saved['train_steps']}" in capsys.readouterr().out
@@ -79,7 +102,10 @@ def test_epochs_set_the_step_target(data, tmp_path, capsys):
 def test_job_dir_comes_from_aip_model_dir(data, tmp_path, monkeypatch):
     monkeypatch.setenv("AIP_MODEL_DIR", str(tmp_path / "aip"))
     train_csv, eval_csv = data
-    assert task.main(["--train-csv", train_csv, "--eval-csv", eval_csv, *TINY_FLAGS, "--train-steps", "1"]) == 0
+    assert (
+        task.main(["--train-csv", train_csv, "--eval-csv", eval_csv, *FLAGS, "--train-steps", "1"])
+        == 0
+    )
     assert (tmp_path / "aip" / "params.json").exists()
 
 
@@ -94,15 +120,32 @@ def test_misspelled_setting_is_refused_not_ignored(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_task(tmp_path / "job", data, "--learnig_rate=0.1")
     assert exit_info.value.code == 2
-    assert "unknown argument --learnig_rate: did you mean --learning_rate?" in capsys.readouterr().err
+    assert (
+        "unknown argument --learnig_rate: did you mean --learning_rate?" in capsys.readouterr().err
+    )
 
 
 def test_help_explains_the_arguments():
-    result = subprocess.run([sys.executable, "-m", "tf_crnn.task", "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_crnn.task", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0
-    for flag in ("--job-dir", "--train-csv", "--eval-csv", "--config", "--param", "--train-steps", "--num-epochs",
-                 "--eval-steps", "--eval-interval", "--verbosity", "--learning_rate"):
+    for flag in (
+        "--job-dir",
+        "--train-csv",
+        "--eval-csv",
+        "--config",
+        "--param",
+        "--train-steps",
+        "--num-epochs",
+        "--eval-steps",
+        "--eval-interval",
+        "--verbosity",
+        "--learning_rate",
+    ):
         assert flag in result.stdout
     assert "Initial learning rate" in result.stdout
 
@@ -113,12 +156,25 @@ def test_tuning_trials_train_in_their_own_folders_and_report_cer(data, tmp_path,
     for trial, rate in (("1", "0.01"), ("2", "0.002")):
         monkeypatch.setenv("CLOUD_ML_TRIAL_ID", trial)
         # As the tuning service passes them: --name=value, whole numbers as floats.
-        assert run_task(tmp_path / "tune", data, "--train-steps", "2", f"--learning_rate={rate}",
-                        "--rnn_units=16.0") == 0
+        assert (
+            run_task(
+                tmp_path / "tune",
+                data,
+                "--train-steps",
+                "2",
+                f"--learning_rate={rate}",
+                "--rnn_units=16.0",
+            )
+            == 0
+        )
         saved = json.loads((tmp_path / "tune" / trial / "params.json").read_text())
         assert saved["learning_rate"] == float(rate) and saved["rnn_units"] == 16
         report = json.loads(metric_file.read_text().splitlines()[-1])
-        assert report["trial"] == trial and report["global_step"] == "2" and 0 <= float(report["cer"]) <= 1
+        assert (
+            report["trial"] == trial
+            and report["global_step"] == "2"
+            and 0 <= float(report["cer"]) <= 1
+        )
     assert tf.train.latest_checkpoint(str(tmp_path / "tune" / "1")).endswith("model.ckpt-2")
     assert tf.train.latest_checkpoint(str(tmp_path / "tune" / "2")).endswith("model.ckpt-2")
 
@@ -133,9 +189,20 @@ def test_everything_on_a_remote_filesystem(data, capsys):
         for line in open(csv_path).read().splitlines():
             image = line.split(";")[0]
             tf.io.gfile.makedirs(f"{remote}/data/{os.path.dirname(image)}")
-            tf.io.gfile.copy(os.path.join(os.path.dirname(csv_path), image), f"{remote}/data/{image}", overwrite=True)
-    assert run_task(f"{remote}/job", (f"{remote}/data/train.csv", f"{remote}/data/eval.csv"),
-                    "--train-steps", "3") == 0
+            tf.io.gfile.copy(
+                os.path.join(os.path.dirname(csv_path), image),
+                f"{remote}/data/{image}",
+                overwrite=True,
+            )
+    assert (
+        run_task(
+            f"{remote}/job",
+            (f"{remote}/data/train.csv", f"{remote}/data/eval.csv"),
+            "--train-steps",
+            "3",
+        )
+        == 0
+    )
     assert "finished: global step 3" in capsys.readouterr().out
     assert tf.train.latest_checkpoint(f"{remote}/job").endswith("model.ckpt-3")
     assert tf.io.gfile.exists(f"{remote}/job/params.json")

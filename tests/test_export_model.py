@@ -1,0 +1,323 @@
+"""tf_crnn.export_model: the SavedModel export and its three signatures, the exporters, and the CLI.
+
+The model is the ``job`` trained once per session (conftest.py) on printed digit strings. Every
+signature must give what ``Estimator.predict`` gives for the same images, because every way in
+goes through the training preprocessing.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import assert_same_predictions, digit_line, encode
+
+from tf_crnn import data_handler, export_model
+from tf_crnn.config import Params
+from tf_crnn.images import MAX_IMAGE_PIXELS
+
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+def numpy_outputs(outputs) -> dict:
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+# --- the export -----------------------------------------------------------------------------------
+def test_export_cli_writes_a_timestamped_model_of_the_latest_or_a_named_checkpoint(
+    job, tmp_path, capsys
+):
+    def exported_kernel(export_dir):
+        (name,) = os.listdir(export_dir)
+        assert name.isdigit()
+        path = os.path.join(export_dir, name)
+        assert os.path.exists(os.path.join(path, "saved_model.pb"))
+        assert Params.from_json(os.path.join(path, "assets.extra", "params.json")) == job.params
+        variables = os.path.join(path, "variables", "variables")
+        return tf.train.load_variable(variables, "crnn/conv1/kernel")
+
+    latest = ["--job-dir", job.job_dir, "--export-dir", str(tmp_path / "latest")]
+    assert export_model.main(latest) == 0
+    np.testing.assert_array_equal(
+        exported_kernel(tmp_path / "latest"),
+        tf.train.load_variable(job.checkpoint, "crnn/conv1/kernel"),
+    )
+    named = ["--job-dir", job.job_dir, "--checkpoint", "model.ckpt-0"]
+    assert export_model.main([*named, "--export-dir", str(tmp_path / "named")]) == 0
+    initial = tf.train.load_variable(os.path.join(job.job_dir, "model.ckpt-0"), "crnn/conv1/kernel")
+    np.testing.assert_array_equal(exported_kernel(tmp_path / "named"), initial)
+    assert not np.array_equal(initial, tf.train.load_variable(job.checkpoint, "crnn/conv1/kernel"))
+    assert f"exported {job.checkpoint} to {tmp_path / 'latest'}" in capsys.readouterr().out
+
+    assert export_model.main(["--job-dir", job.job_dir, "--checkpoint", "model.ckpt-999"]) == 2
+    assert "checkpoint model.ckpt-999 not found" in capsys.readouterr().err
+    assert export_model.main(["--job-dir", str(tmp_path / "nothing")]) == 2
+    assert "params.json not found" in capsys.readouterr().err
+
+
+def test_a_failed_export_leaves_no_model_behind(job, tmp_path, monkeypatch):
+    def rename_fails(*args, **kwargs):
+        raise tf.errors.UnavailableError(None, None, "storage went away")
+
+    # The last step, when every file is written.
+    monkeypatch.setattr(tf.io.gfile, "rename", rename_fails)
+    with pytest.raises(tf.errors.UnavailableError):
+        export_model.export_saved_model(job.checkpoint, job.params, str(tmp_path / "export"))
+    assert os.listdir(tmp_path / "export") == []
+
+
+def test_exporters_keep_the_newest_and_the_lowest_cer_exports(job, tmp_path):
+    def export(cer, keep, best_only=True):
+        # A new exporter each time: what is kept is read from disk, as after a restart.
+        exporter = export_model.ServingExporter("e", job.params, keep=keep, best_only=best_only)
+        result = {"cer": cer, "global_step": 7}
+        path = exporter.export(None, str(tmp_path), job.checkpoint, result, False)
+        return path and os.path.basename(path)
+
+    def kept():
+        return {
+            name: json.loads((tmp_path / name / "assets.extra" / "eval_result.json").read_text())[
+                "cer"
+            ]
+            for name in os.listdir(tmp_path)
+        }
+
+    first = export(0.5, keep=1)
+    assert kept() == {first: 0.5}
+    assert export(0.7, keep=1) is None
+    assert kept() == {first: 0.5}
+    third = export(0.3, keep=1)
+    assert kept() == {third: 0.3}
+    # Keeping two: exports while fewer are kept, then only what beats the worst kept, which goes.
+    fourth = export(0.6, keep=2)
+    assert kept() == {third: 0.3, fourth: 0.6}
+    assert export(0.6, keep=2) is None
+    fifth = export(0.4, keep=2)
+    assert kept() == {third: 0.3, fifth: 0.4}
+    # Keeping the newest two, whatever their CER: the older goes, even the best.
+    newest = export(0.9, keep=2, best_only=False)
+    assert kept() == {fifth: 0.4, newest: 0.9}
+    assert int(first) < int(third) < int(fourth) < int(fifth) < int(newest)
+
+
+def test_signatures_take_bytes_images_or_filenames_and_give_batch_major_words(job, served):
+    assert set(served.signatures) == {"serving_default", "images", "filenames"}
+    height, width = job.params.input_shape
+    inputs = {
+        name: {
+            key: (spec.dtype, spec.shape.as_list())
+            for key, spec in served.signatures[name].structured_input_signature[1].items()
+        }
+        for name in served.signatures
+    }
+    images_shape = [None, height, width, job.params.input_channels]
+    assert inputs == {
+        "serving_default": {"image_bytes": (tf.string, [None])},
+        "images": {"images": (tf.float32, images_shape), "images_widths": (tf.int32, [None])},
+        "filenames": {"filenames": (tf.string, [None])},
+    }
+    for signature in served.signatures.values():
+        outputs = signature.structured_outputs
+        assert {"words", "top_words", "scores"} <= set(outputs)
+        # TF Serving's REST API base64-encodes outputs whose name ends in _bytes.
+        assert not [name for name in outputs if name.endswith("_bytes")]
+        assert outputs["words"].shape.as_list() == [None]
+        for name in ("top_words", "scores"):
+            assert outputs[name].shape.as_list() == [None, job.params.num_beam_paths]
+
+
+# --- serving gives what training and Estimator.predict give ---------------------------------------
+def test_serving_preprocesses_every_format_to_the_pixels_training_sees(job, lines):
+    dataset = data_handler.input_fn([lines.csv], job.params, "eval", batch_size=len(lines.paths))
+    features, _ = next(iter(dataset))
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        loaded = tf.compat.v1.saved_model.load(session, [tf.saved_model.SERVING], job.export)
+        signatures = loaded.signature_def
+        images = [signatures["images"].inputs[key].name for key in ("images", "images_widths")]
+        bytes_input = signatures["serving_default"].inputs["image_bytes"].name
+        from_bytes = session.run(images, {bytes_input: lines.contents})
+        files_input = signatures["filenames"].inputs["filenames"].name
+        from_files = session.run(images, {files_input: lines.paths})
+    for served_images, served_widths in (from_bytes, from_files):
+        np.testing.assert_array_equal(served_images, features["images"].numpy())
+        np.testing.assert_array_equal(served_widths, features["images_widths"].numpy())
+
+
+def test_every_signature_predicts_what_the_estimator_predicts(job, lines, served, expected):
+    dataset = data_handler.input_fn([lines.csv], job.params, "eval", batch_size=len(lines.paths))
+    features, _ = next(iter(dataset))
+    signatures = served.signatures
+    for outputs in (
+        signatures["serving_default"](image_bytes=tf.constant(lines.contents)),
+        signatures["images"](images=features["images"], images_widths=features["images_widths"]),
+        signatures["filenames"](filenames=tf.constant(lines.paths)),
+    ):
+        assert_same_predictions(numpy_outputs(outputs), expected)
+
+
+def test_saved_model_cli_shows_the_signatures_and_runs_the_bytes_one(
+    job, lines, expected, tmp_path
+):
+    shown = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--all", "--dir", job.export],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    for name in ("serving_default", "images", "filenames"):
+        assert f"signature_def['{name}']" in shown.stdout
+    np.save(tmp_path / "image_bytes.npy", np.array(lines.contents[:8], dtype=object))
+    run = subprocess.run(
+        [
+            SAVED_MODEL_CLI,
+            "run",
+            "--dir",
+            job.export,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"image_bytes={tmp_path}/image_bytes.npy",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    words = np.load(tmp_path / "out" / "words.npy", allow_pickle=True)
+    assert list(words) == list(expected["words"][:8])
+
+
+def tf_serving_rest_inputs(body: str) -> dict:
+    """The input tensors TF Serving's REST API makes of a row-format ("instances") request body.
+
+    Each instance maps input names to values, a ``{"b64": ...}`` value being base64 for raw bytes;
+    the instances' values are stacked, per input name, into one batch tensor.
+    """
+    instances = json.loads(body)["instances"]
+
+    def value(item):
+        if isinstance(item, dict) and set(item) == {"b64"}:
+            return base64.b64decode(item["b64"])
+        return item
+
+    return {
+        name: tf.constant([value(instance[name]) for instance in instances])
+        for name in instances[0]
+    }
+
+
+def test_a_tf_serving_rest_request_gets_the_right_words(lines, served, expected):
+    instances = [
+        {"image_bytes": {"b64": base64.b64encode(contents).decode("ascii")}}
+        for contents in lines.contents[:10]
+    ]
+    body = json.dumps({"instances": instances})
+    outputs = numpy_outputs(served.signatures["serving_default"](**tf_serving_rest_inputs(body)))
+    # Row-format responses need every output batch-major: one prediction object per instance.
+    assert {len(value) for value in outputs.values()} == {10}
+    predictions = [
+        {name: np.asarray(value[i]).tolist() for name, value in outputs.items()} for i in range(10)
+    ]
+    response = json.loads(json.dumps({"predictions": predictions}, default=bytes.decode))
+    expected_words = [w.decode() for w in expected["words"][:10]]
+    assert [p["words"] for p in response["predictions"]] == expected_words
+
+
+# --- robustness -----------------------------------------------------------------------------------
+def test_undecodable_and_empty_bytes_are_invalid_argument_errors_and_one_pixel_is_read(
+    lines, served
+):
+    serve = served.signatures["serving_default"]
+    for contents, reason in [
+        (b"not an image", "Unknown image file format"),
+        (b"", "Input is empty"),
+        (lines.contents[0][:100], "Invalid PNG data"),
+    ]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=reason):
+            serve(image_bytes=tf.constant([contents]))
+    one_pixel = [encode(np.zeros((1, 1), np.uint8), kind) for kind in ("png", "jpeg", "bmp", "gif")]
+    words = serve(image_bytes=tf.constant(one_pixel))["words"].numpy()
+    assert words.shape == (4,) and all(isinstance(w, bytes) for w in words)
+
+
+# Peak memory is read from VmHWM, not getrusage's ru_maxrss: on Linux that starts at the parent's
+# peak (pytest's, gigabytes here), inherited through fork and exec, and would hide what we measure.
+BIG_IMAGES_SCRIPT = """
+import json, sys
+import tensorflow as tf
+from tf_crnn.predict import error_reason
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+results = []
+for path in sys.argv[2:]:
+    with open(path, "rb") as f:
+        contents = f.read()
+    before = peak_rss_mb()
+    try:
+        result = {"words": serve(image_bytes=tf.constant([contents]))["words"].numpy()[0].decode()}
+    except tf.errors.InvalidArgumentError as error:
+        result = {"error": error_reason(error)}
+    result["peak_rss_increase_mb"], result["peak_rss_mb"] = peak_rss_mb() - before, peak_rss_mb()
+    results.append(result)
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="measures peak memory through Linux's /proc"
+)
+def test_huge_images_are_refused_and_large_ones_downscaled_within_bounded_memory(
+    job, lines, expected, tmp_path
+):
+    huge = np.full((20000, 20000), 255, np.uint8)  # 400 megapixels, white: a 0.4 MB PNG
+    rle = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    cv2.imwrite(str(tmp_path / "huge.png"), huge, rle)
+    del huge
+    line = digit_line(lines.labels[0])
+    # Up to 27 megapixels.
+    large = cv2.resize(line, None, fx=100, fy=100, interpolation=cv2.INTER_NEAREST)
+    assert large.size < MAX_IMAGE_PIXELS
+    cv2.imwrite(str(tmp_path / "large.png"), large)
+    # A peak only grows: measure the refusal before the large image.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BIG_IMAGES_SCRIPT,
+            job.export,
+            str(tmp_path / "huge.png"),
+            str(tmp_path / "large.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    refused, read = json.loads(result.stdout.splitlines()[-1])
+    print(
+        f"\npeak RSS increase: 20000 x 20000 PNG {refused['peak_rss_increase_mb']:.0f} MB "
+        f"({refused.get('error')}); {large.shape[0]} x {large.shape[1]} PNG "
+        f"{read['peak_rss_increase_mb']:.0f} MB (process peak {read['peak_rss_mb']:.0f} MB)"
+    )
+    assert refused["error"] == (
+        f"assertion failed: [image of 20000 x 20000 pixels: more than the "
+        f"{MAX_IMAGE_PIXELS} pixels tf_crnn decodes]"
+    )
+    assert refused["peak_rss_increase_mb"] < 100
+    assert read["words"] == expected["words"][0].decode()
+    # Bytes per pixel, well above the ~19 measured.
+    assert read["peak_rss_increase_mb"] < 40 * large.size / 2**20
