@@ -164,3 +164,21 @@ def test_predict_cli_on_image_files(job, lines, expected, capsys):
 def test_predict_cli_without_a_model(tmp_path, capsys):
     assert predict.main(["--model", str(tmp_path), "--images", "a.png"]) == 2
     assert "is neither a SavedModel" in capsys.readouterr().err
+
+
+def test_predictions_carry_their_units(lines, predictor):
+    for prediction in predictor.predict_files(lines.paths[:8]):
+        assert "".join(prediction.units) == prediction.text
+        assert all(unit in predictor.alphabet.units for unit in prediction.units)
+
+
+def test_accuracy_is_counted_unit_by_unit_with_a_split_delimiter(capsys):
+    alphabet = Alphabet(["ch", "a", "t"], split_delimiter="|")
+    readings = [
+        predict.Prediction("1.png", "chat", units=["ch", "a", "t"]),
+        predict.Prediction("2.png", "chat", units=["ch", "a", "t"]),
+    ]
+    predict.report_accuracy(alphabet, readings, ["ch|a|t", "ch|a|a"])
+    out = capsys.readouterr().out
+    assert "2 labelled images: CER 0.1667, word accuracy 0.5000" in out
+    assert "1  2.png  'chat'  'ch|a|a'" in out

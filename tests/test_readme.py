@@ -1,9 +1,10 @@
 """README.md says what the code does: settings table, commands, modules, files, numbers.
 
 Fast: nothing is trained. The settings table is generated from ``Params``; after changing a setting,
-print a fresh table with ``python tests/test_readme.py``, or replace the README's table in place with
-``python tests/test_readme.py --write``.
+print a fresh table with ``python tests/test_readme.py``, or replace the README's table in place
+with ``python tests/test_readme.py --write``.
 """
+
 import dataclasses
 import glob
 import importlib.util
@@ -19,13 +20,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 TABLE_HEADER = "| Setting | Default | Description |"
 # Files and folders the README tells users about that are part of the repository.
-REQUIRED_REPO_FILES = ["Makefile", "setup.py", ".ci/run", "config_p100.yaml", "hptuning_config.yaml", "Dockerfile",
-                       "tf_crnn/configs/demo.json", "tf_crnn/data_handler.py", "tests/test_export_model.py",
-                       "tests/test_distributed.py", "tests/test_readme.py"]
-# Backticked names that are repository paths when they start like this (others are the user's files).
+REQUIRED_REPO_FILES = [
+    "Makefile",
+    "setup.py",
+    ".ci/run",
+    "config_p100.yaml",
+    "hptuning_config.yaml",
+    "Dockerfile",
+    "tf_crnn/configs/demo.json",
+    "tf_crnn/data_handler.py",
+    "tests/test_export_model.py",
+    "tests/test_distributed.py",
+    "tests/test_readme.py",
+]
+# Backticked names that are repository paths when they start like this (others are the user's
+# files).
 REPO_PREFIXES = ("tf_crnn/", "hlp/", "tests/", ".ci/")
-REPO_TOP_LEVEL_FILES = {"Makefile", "setup.py", "pyproject.toml", "MANIFEST.in", "Dockerfile", "config_p100.yaml",
-                        "hptuning_config.yaml", "README.md"}
+REPO_TOP_LEVEL_FILES = {
+    "Makefile",
+    "setup.py",
+    "pyproject.toml",
+    "MANIFEST.in",
+    "Dockerfile",
+    "config_p100.yaml",
+    "hptuning_config.yaml",
+    "README.md",
+}
 
 
 def readme() -> str:
@@ -44,7 +64,9 @@ def settings_table() -> str:
     lines = [TABLE_HEADER, "|---|---|---|"]
     for f in dataclasses.fields(Params):
         default = json.dumps(getattr(defaults, f.name), ensure_ascii=False)
-        lines.append(f"| `{f.name}` | `{default}` | {f.metadata['doc'].replace('|', chr(92) + '|')} |")
+        lines.append(
+            f"| `{f.name}` | `{default}` | {f.metadata['doc'].replace('|', chr(92) + '|')} |"
+        )
     return "\n".join(lines)
 
 
@@ -64,7 +86,9 @@ def table_rows(text: str):
     start, end = table_span(text)
     rows = []
     for line in text[start:end].split("\n")[2:]:
-        cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        cells = [
+            cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]
+        ]
         assert len(cells) == 3, f"settings table row without 3 cells: {line!r}"
         name, default, description = cells
         assert name.startswith("`") and name.endswith("`"), line
@@ -77,11 +101,17 @@ def test_settings_table_lists_every_params_field_with_its_default_and_doc():
     from tf_crnn.config import Params
 
     rows = table_rows(readme())
-    expected = [(f.name, getattr(Params(), f.name), f.metadata["doc"]) for f in dataclasses.fields(Params)]
-    hint = "README settings table is stale: regenerate it with `python tests/test_readme.py --write`"
+    expected = [
+        (f.name, getattr(Params(), f.name), f.metadata["doc"]) for f in dataclasses.fields(Params)
+    ]
+    hint = (
+        "README settings table is stale: regenerate it with `python tests/test_readme.py --write`"
+    )
     assert [name for name, _, _ in rows] == [name for name, _, _ in expected], hint
     for (name, default, description), (_, expected_default, doc) in zip(rows, expected):
-        assert default == expected_default and type(default) is type(expected_default), f"{name}: {hint}"
+        assert default == expected_default and type(default) is type(
+            expected_default
+        ), f"{name}: {hint}"
         assert description == doc, f"{name}: {hint}"
 
 
@@ -89,9 +119,11 @@ def test_the_flagless_list_settings_named_in_the_readme_are_the_list_fields():
     from tf_crnn.config import Params
 
     text = readme()
-    sentence = text[text.index("List settings ("):text.index("have no flag")]
+    sentence = text[text.index("List settings (") : text.index("have no flag")]
     named = set(re.findall(r"`(\w+)`", sentence))
-    assert named == {f.name for f in dataclasses.fields(Params) if isinstance(getattr(Params(), f.name), list)}
+    assert named == {
+        f.name for f in dataclasses.fields(Params) if isinstance(getattr(Params(), f.name), list)
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,8 +143,15 @@ def test_quickstart_gives_make_demo_and_make_test_first():
 
 def test_every_python_module_the_readme_runs_exists():
     modules = set(re.findall(r"python3? -m ([A-Za-z_][\w.]*)", readme()))
-    assert {"tf_crnn.task", "tf_crnn.export_model", "tf_crnn.predict", "tf_crnn.demo", "hlp.numbers_mnist_generator",
-            "hlp.csv_path_convertor", "hlp.alphabet_generator"} <= modules
+    assert {
+        "tf_crnn.task",
+        "tf_crnn.export_model",
+        "tf_crnn.predict",
+        "tf_crnn.demo",
+        "hlp.numbers_mnist_generator",
+        "hlp.csv_path_convertor",
+        "hlp.alphabet_generator",
+    } <= modules
     missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
     assert missing == []
 
@@ -139,8 +178,19 @@ def test_every_flag_given_to_the_task_is_one_it_accepts():
     used = set()
     for line in logical_lines(readme()):
         if "tf_crnn.task" in line:
-            used.update(word.split("=")[0] for word in shlex.split(line.replace("$", "")) if word.startswith("--"))
-    assert {"--job-dir", "--train-csv", "--eval-csv", "--config", "--param", "--learning_rate"} <= used
+            used.update(
+                word.split("=")[0]
+                for word in shlex.split(line.replace("$", ""))
+                if word.startswith("--")
+            )
+    assert {
+        "--job-dir",
+        "--train-csv",
+        "--eval-csv",
+        "--config",
+        "--param",
+        "--learning_rate",
+    } <= used
     assert sorted(used - accepted) == []
 
 
@@ -152,7 +202,9 @@ def test_repository_files_the_readme_names_exist():
     for path in REQUIRED_REPO_FILES:
         assert path in text, f"README does not mention {path}"
     named = set(re.findall(r"`([^`\s]+)`", text)) | set(re.findall(r"--config=(\S+)", text))
-    repo_paths = {p.rstrip("/") for p in named if p.startswith(REPO_PREFIXES) or p in REPO_TOP_LEVEL_FILES}
+    repo_paths = {
+        p.rstrip("/") for p in named if p.startswith(REPO_PREFIXES) or p in REPO_TOP_LEVEL_FILES
+    }
     assert set(REQUIRED_REPO_FILES) <= repo_paths
     for path in sorted(repo_paths):
         matches = glob.glob(os.path.join(REPO, path))
@@ -162,10 +214,13 @@ def test_repository_files_the_readme_names_exist():
 def test_the_module_table_covers_every_module():
     text = readme()
     start = text.index("| file | its one job |")
-    table = text[start:text.index("\n\n", start)]
+    table = text[start : text.index("\n\n", start)]
     listed = set(re.findall(r"`(tf_crnn/\w+\.py)`", table))
-    modules = {os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "tf_crnn", "*.py"))
-               if not p.endswith("__init__.py")}
+    modules = {
+        os.path.relpath(p, REPO)
+        for p in glob.glob(os.path.join(REPO, "tf_crnn", "*.py"))
+        if not p.endswith("__init__.py")
+    }
     assert listed == modules
 
 
@@ -180,7 +235,9 @@ def test_builtin_alphabet_sizes():
     rows = re.findall(r"\| `(\w+)` \| (\d+) \|", readme())
     sizes = {name: int(count) for name, count in rows}
     for name in ("digits", "letters_symbols", "letters_digits_symbols"):
-        with open(os.path.join(REPO, "tf_crnn", "alphabets", f"{name}.json"), encoding="utf-8") as f:
+        with open(
+            os.path.join(REPO, "tf_crnn", "alphabets", f"{name}.json"), encoding="utf-8"
+        ) as f:
             assert sizes[name] == len(json.load(f)), name
 
 

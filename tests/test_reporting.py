@@ -183,3 +183,23 @@ def test_closing_summary_when_no_step_ran_and_nothing_was_exported(tmp_path):
         in summary
     )
     assert "SavedModels: none (exports are made after evaluations, by the evaluator)" in summary
+
+
+def test_samples_png_compares_with_the_truth_as_the_model_reads_it(
+    job, lines, tmp_path, monkeypatch
+):
+    """With case folding, 'ABC' read as 'abc' is right: the caption must not draw it in red."""
+    upper_csv = tmp_path / "upper.csv"
+    rows = [f"{path};{label.upper()}" for path, label in zip(lines.paths, lines.labels)]
+    upper_csv.write_text("\n".join(rows) + "\n")
+    params = job.params.with_overrides({"alphabet_case_fold": True})
+    shown = {}
+    monkeypatch.setattr(
+        visualize,
+        "save_samples_png",
+        lambda path, paths, predictions, truths: shown.update(zip(paths, truths)),
+    )
+    estimator = tf.estimator.Estimator(model.crnn_fn, model_dir=job.job_dir, params=params)
+    reporting.write_samples_png(estimator, [str(upper_csv)], params, str(tmp_path / "s.png"))
+    labels = dict(zip(lines.paths, lines.labels))
+    assert shown and all(truth == labels[path].lower() for path, truth in shown.items())

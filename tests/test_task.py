@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from helpers import TINY, tiny_flags
 
-from tf_crnn import task
+from tf_crnn import network, task
+from tf_crnn.config import ParamsError
 from tf_crnn.demo import generate_demo_dataset
 
 # Augmentation on, as by default: the training input then runs every augmentation op inside the
@@ -208,3 +209,38 @@ def test_everything_on_a_remote_filesystem(data, capsys):
     assert tf.io.gfile.exists(f"{remote}/job/params.json")
     assert tf.io.gfile.exists(f"{remote}/job/samples.png")
     assert tf.io.gfile.glob(f"{remote}/job/export/latest/*/saved_model.pb")
+
+
+def settings_for(tmp_path, *arguments, train_csv=None):
+    """The Params ``python -m tf_crnn.task ARGUMENTS`` would train with (nothing is trained)."""
+    args, _ = task.build_parser().parse_known_args(list(arguments))
+    job_dir = str(tmp_path / "new-job")
+    return task.prepare_params(args, job_dir, [train_csv] if train_csv else [])
+
+
+def test_presets_name_a_network_and_every_given_setting_overrides_them(tmp_path, data):
+    train_csv, eval_csv = data
+    own = ["--train-csv", train_csv, "--eval-csv", eval_csv]
+    paper, small = network.PRESETS["paper"], network.PRESETS["small"]
+
+    def net(params):
+        return {"conv_filters": params.conv_filters, "rnn_units": params.rnn_units}
+
+    assert net(settings_for(tmp_path, *own, train_csv=train_csv)) == paper  # the default
+    assert net(settings_for(tmp_path, *own, "--preset", "small", train_csv=train_csv)) == small
+    assert net(settings_for(tmp_path)) == small  # the demo config names the small preset
+    assert net(settings_for(tmp_path, "--preset", "paper")) == paper
+    wider = settings_for(tmp_path, "--preset", "small", "--rnn_units", "128")
+    assert net(wider) == {**small, "rnn_units": 128}
+    config = tmp_path / "mine.json"
+    config.write_text(json.dumps({"preset": "small", "conv_filters": [8] * 7, "train_steps": 7}))
+    from_file = settings_for(tmp_path, *own, "--config", str(config), train_csv=train_csv)
+    assert net(from_file) == {"conv_filters": [8] * 7, "rnn_units": 96}
+    assert from_file.train_steps == 7
+    paper_file = settings_for(
+        tmp_path, *own, "--config", str(config), "--preset", "paper", train_csv=train_csv
+    )
+    assert net(paper_file) == {"conv_filters": [8] * 7, "rnn_units": 256}
+    config.write_text(json.dumps({"preset": "huge"}))
+    with pytest.raises(ParamsError, match="preset: 'huge' is not one of paper, small"):
+        settings_for(tmp_path, *own, "--config", str(config), train_csv=train_csv)
