@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tf_crnn.config import Params, ParamsError, check_resumable
+from tf_crnn.config import Params, ParamsError
 
 
 def test_defaults_are_valid():
@@ -226,33 +226,6 @@ def test_steps_for_epochs():
     assert params.steps_for_epochs(64) == 2
     assert Params(n_epochs=0.5, train_batch_size=10).steps_for_epochs(100) == 5
     assert Params(n_epochs=1, train_batch_size=64).steps_for_epochs(1) == 1
-
-
-def test_check_resumable_names_the_differing_keys():
-    saved = Params(alphabet_units=list("abc"), rnn_units=128, input_shape=[32, 256])
-    current = saved.with_overrides({"alphabet_units": list("abcd"), "rnn_units": 64})
-    with pytest.raises(ParamsError) as error:
-        check_resumable(saved, current, "/jobs/run1/params.json")
-    message = str(error.value)
-    assert "alphabet_units" in message and "rnn_units" in message
-    assert "128" in message and "64" in message
-    assert "/jobs/run1/params.json" in message
-    assert "input_shape" not in message
-
-
-def test_check_resumable_accepts_training_only_changes():
-    saved = Params(alphabet_units=list("abc"))
-    current = saved.with_overrides(
-        {
-            "learning_rate": 0.5,
-            "train_steps": 99,
-            "train_batch_size": 3,
-            "data_augmentation": False,
-            "optimizer": "momentum",
-        }
-    )
-    check_resumable(saved, current, "params.json")
-    check_resumable(saved, saved, "params.json")
 
 
 def test_overrides_convert_to_the_settings_type_not_the_current_values():

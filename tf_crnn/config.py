@@ -22,6 +22,13 @@ import tensorflow as tf
 
 from tf_crnn import network, precision
 from tf_crnn.alphabet import BUILTIN_NAMES
+from tf_crnn.setting_values import (
+    ParamsError,
+    coerce,
+    parse_key_values,
+    read_settings_file,
+    settings_from_json,
+)
 
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
 LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
@@ -43,10 +50,6 @@ AT_LEAST_ZERO = """
     train_steps eval_steps learning_decay_steps warmup_steps
     eval_throttle_secs eval_start_delay_secs
 """.split()
-
-
-class ParamsError(ValueError):
-    """A setting is unknown, of the wrong type or impossible; the message names the key."""
 
 
 def _doc(default: Any, doc: str, **kwargs: Any) -> Any:
@@ -180,7 +183,7 @@ class Params:
     def from_dict(cls, values: dict[str, Any], source: str = "settings") -> Params:
         cls._refuse_unknown(values, source)
         defaults = cls.field_defaults()
-        coerced = {key: _coerce(key, value, defaults[key]) for key, value in values.items()}
+        coerced = {key: coerce(key, value, defaults[key]) for key, value in values.items()}
         return cls(**coerced)
 
     @classmethod
@@ -195,7 +198,7 @@ class Params:
 
     @classmethod
     def from_json_string(cls, text: str, source: str = "JSON settings") -> Params:
-        return cls.from_dict(_settings_from_json(text, source), source=source)
+        return cls.from_dict(settings_from_json(text, source), source=source)
 
     def to_json(self, path: str) -> None:
         with tf.io.gfile.GFile(path, "w") as f:
@@ -208,7 +211,7 @@ class Params:
         # Converted to the type of the default, not of the current value (which may be 1 for a
         # float).
         defaults = self.field_defaults()
-        merged.update({key: _coerce(key, value, defaults[key]) for key, value in overrides.items()})
+        merged.update({key: coerce(key, value, defaults[key]) for key, value in overrides.items()})
         return type(self)(**merged)
 
     def with_key_values(self, pairs: Iterable[str]) -> Params:
@@ -335,117 +338,3 @@ class Params:
     def steps_for_epochs(self, num_samples: int) -> int:
         """Training steps that cover ``n_epochs`` of ``num_samples`` at the global batch size."""
         return max(1, math.ceil(self.n_epochs * num_samples / self.train_batch_size))
-
-
-def read_settings_file(path: str) -> dict[str, Any]:
-    """The JSON object of settings in ``path`` (local or gfile), not yet converted or validated."""
-    if not tf.io.gfile.exists(path):
-        raise ParamsError(f"Config file {path} does not exist")
-    with tf.io.gfile.GFile(path, "r") as f:
-        return _settings_from_json(f.read(), source=path)
-
-
-def _settings_from_json(text: str, source: str) -> dict[str, Any]:
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ParamsError(f"{source} is not valid JSON: {error}") from None
-    if not isinstance(values, dict):
-        raise ParamsError(f"{source} must hold a JSON object of settings")
-    return values
-
-
-def parse_key_values(pairs: Iterable[str]) -> dict[str, str]:
-    """``["key=value", ...]`` -> {key: value}; the values stay strings until Params converts
-    them."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ParamsError(f"Expected key=value, got {pair!r}")
-        overrides[key.strip()] = value
-    return overrides
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Converts ``value`` (JSON or command-line string) to the type of ``default``; errors name the
-    key."""
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-                return value.lower() in ("true", "1", "yes")
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            raise ValueError("expected true or false")
-        if isinstance(default, int):
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            if isinstance(value, str):
-                # Hyperparameter-tuning services pass whole numbers as "128.0".
-                value = float(value) if any(c in value for c in ".eE") else int(value)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError("expected an integer")
-            return int(value)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return float(value)
-        if isinstance(default, str):
-            if not isinstance(value, str):
-                raise ValueError("expected a string")
-            return value
-        if isinstance(default, list):
-            if isinstance(value, str) and value.strip().startswith("["):
-                value = json.loads(value)
-            elif isinstance(value, str):
-                value = [v for v in value.split(",") if v]
-                if default and isinstance(default[0], int):
-                    value = [int(v) for v in value]
-            if not isinstance(value, list):
-                raise ValueError("expected a list")
-            if (
-                default
-                and isinstance(default[0], int)
-                and not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            ):
-                raise ValueError("expected a list of integers")
-            return list(value)
-    except (ValueError, TypeError, json.JSONDecodeError) as error:
-        raise ParamsError(f"{key}: {error} (got {value!r})") from None
-    return value
-
-
-# Settings that change the variables of the network or the meaning of its outputs: a job directory
-# trained with one value cannot be resumed with another.
-ARCHITECTURE_KEYS = (
-    "input_shape",
-    "input_channels",
-    "alphabet_units",
-    "string_split_delimiter",
-    "alphabet_case_fold",
-    "conv_filters",
-    "rnn_units",
-    "rnn_layers",
-)
-
-
-def check_resumable(saved: Params, current: Params, saved_path: str) -> None:
-    """Refuses to continue a run whose saved settings would give a different network or alphabet."""
-    differing = [key for key in ARCHITECTURE_KEYS if getattr(saved, key) != getattr(current, key)]
-    if differing:
-
-        def short(value: Any) -> str:
-            text = json.dumps(value, ensure_ascii=False)
-            return text if len(text) <= 60 else text[:57] + "..."
-
-        details = "\n".join(
-            f"  {key}: saved {short(getattr(saved, key))}, now {short(getattr(current, key))}"
-            for key in differing
-        )
-        raise ParamsError(
-            f"The job directory was trained with other settings ({saved_path}); resuming with "
-            f"these "
-            f"would not fit its checkpoints. Use a new --job-dir, or the saved settings:\n{details}"
-        )

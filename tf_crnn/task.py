@@ -28,17 +28,13 @@ from tensorflow.python.util import deprecation
 
 from tf_crnn import checks, cloud, cluster, demo, network, precision, reporting
 from tf_crnn.alphabet import AlphabetError, with_resolved_alphabet
-from tf_crnn.config import (
-    Params,
-    ParamsError,
-    check_resumable,
-    parse_key_values,
-    read_settings_file,
-)
+from tf_crnn.config import Params, ParamsError
 from tf_crnn.constants import DEMO_DATA_DIR, EXPORT_BEST, EXPORT_LATEST, PARAMS_FILE, SAMPLES_PNG
 from tf_crnn.csv_rows import DataError
 from tf_crnn.data_handler import EVAL, TRAIN, input_fn
 from tf_crnn.export_model import ServingExporter
+from tf_crnn.resume import check_resumable
+from tf_crnn.setting_values import parse_key_values, read_settings_file
 
 logger = logging.getLogger("tf_crnn")
 
