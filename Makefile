@@ -25,7 +25,7 @@ lint: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VPY) -m tf_crnn.task
 
-# Speed, memory and FLOPs of the paper network on this machine (about 5 minutes on 2 CPUs);
+# Speed, memory and FLOPs of the paper network on this machine (2 to 4 minutes on 2 CPUs);
 # e.g. `make bench BENCH_ARGS="--quick"` or BENCH_ARGS="--compare /tmp/tf_crnn_base".
 bench: $(VENV)/.installed
 	$(VPY) -m tf_crnn.benchmark $(BENCH_ARGS)
