@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import assert_same_predictions, digit_line, encode
+from tensorflow.python.tools import saved_model_utils
 
 from tf_crnn import data_handler, export_model
 from tf_crnn.config import Params
@@ -321,3 +322,28 @@ def test_huge_images_are_refused_and_large_ones_downscaled_within_bounded_memory
     assert read["words"] == expected["words"][0].decode()
     # Bytes per pixel, well above the ~19 measured.
     assert read["peak_rss_increase_mb"] < 40 * large.size / 2**20
+
+
+def conv_dtypes(saved_model_dir):
+    meta_graph = saved_model_utils.get_meta_graph_def(saved_model_dir, "serve")
+    nodes = meta_graph.graph_def.node
+    return {tf.dtypes.as_dtype(node.attr["T"].type).name for node in nodes if node.op == "Conv2D"}
+
+
+def test_exports_compute_in_the_export_precision_not_the_training_one(job, tmp_path, capsys):
+    trained_in_bfloat16 = job.params.with_overrides({"precision": "mixed_bfloat16"})
+    portable = export_model.export_saved_model(
+        job.checkpoint, trained_in_bfloat16, str(tmp_path / "default")
+    )
+    assert conv_dtypes(portable) == {"float32"}
+    with open(os.path.join(portable, "assets.extra", "params.json")) as f:
+        assert json.load(f)["precision"] == "float32"
+
+    assert export_model.main(
+        ["--job-dir", job.job_dir, "--export-dir", str(tmp_path / "bf16"),
+         "--precision", "mixed_bfloat16"]
+    ) == 0  # fmt: skip
+    (bfloat16,) = tf.io.gfile.glob(str(tmp_path / "bf16" / "*"))
+    assert conv_dtypes(bfloat16) == {"bfloat16"}
+    with open(os.path.join(bfloat16, "assets.extra", "params.json")) as f:
+        assert json.load(f)["precision"] == "mixed_bfloat16"

@@ -130,6 +130,9 @@ class Params:
     precision: str = _doc("auto", "float32, mixed_bfloat16, mixed_float16, or auto: bfloat16 on "
         "CPUs with AMX or AVX-512 BF16, float16 on GPUs with tensor cores, else float32. Loss and "
         "decoding stay float32.")
+    export_precision: str = _doc("float32", "Precision of exported SavedModels (same choices; auto "
+        "decides on the exporting machine). float32 serves anywhere, with the lowest one-image "
+        "latency on CPUs.")
     batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags "
         "for hundreds of steps and makes early evaluations look broken.")
     # --- decoding ---------------------------------------------------------------------------------
@@ -274,6 +277,11 @@ class Params:
         )
         choices = ", ".join(precision.PRECISIONS)
         require(self.precision in precision.PRECISIONS, "precision", f"must be one of {choices}")
+        require(
+            self.export_precision in precision.PRECISIONS,
+            "export_precision",
+            f"must be one of {choices}",
+        )
         require(
             self.distribution in DISTRIBUTIONS,
             "distribution",

@@ -43,6 +43,7 @@ from tf_crnn.constants import (
     SIGNATURE_FILENAMES,
     SIGNATURE_IMAGES,
 )
+from tf_crnn.precision import PRECISIONS
 from tf_crnn.predict import export_names
 
 
@@ -62,6 +63,10 @@ def export_saved_model(
     a temporary folder and renamed only when complete, so a server that watches ``export_dir_base``
     never sees half a model, and every finished export carries its evaluation.
 
+    The graph computes in ``params.export_precision``, not in the training precision: a model
+    trained in float16 on a GPU must not serve in float16 on a CPU (where float16 is emulated and
+    a hundred times slower). The ``params.json`` inside the export says which precision it has.
+
     Args:
         checkpoint_path: e.g. ``JOB_DIR/model.ckpt-2000``.
         params: the settings the checkpoint was trained with (its ``params.json``).
@@ -72,6 +77,7 @@ def export_saved_model(
         The path of the new SavedModel, ``export_dir_base/<timestamp>``; the timestamp is newer
         than every version already there.
     """
+    params = params.with_overrides({"precision": params.export_precision})
     tf.io.gfile.makedirs(export_dir_base)
     # Newer than every existing export even when several are made in one second, because servers and
     # ServingExporter take the largest number for the newest.
@@ -210,9 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="Folder that receives the timestamped SavedModel; default: JOB_DIR/export/manual.",
     )
+    parser.add_argument(
+        "--precision", default=None, choices=PRECISIONS,
+        help="Precision the SavedModel computes in; default: the run's export_precision setting.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         params = load_job_params(args.job_dir)
+        if args.precision:
+            params = params.with_overrides({"export_precision": args.precision})
         checkpoint = resolve_checkpoint(args.job_dir, args.checkpoint)
     except (ExportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
