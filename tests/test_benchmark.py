@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from tf_crnn import benchmark
+from tf_crnn import benchmark_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +108,9 @@ def test_flops_of_the_paper_network_at_32x100():
     )
     lstm = 2 * (2 * 24 * 4 * 256 * (512 + 256))  # 2 layers, 2 directions, 24 steps, 4 gates
     dense = 24 * 512 * 37
-    flops = benchmark.forward_flops([32, 100], 1, [64, 128, 256, 256, 512, 512, 512], 256, 2, 37)
+    flops = benchmark_report.forward_flops(
+        [32, 100], 1, [64, 128, 256, 256, 512, 512, 512], 256, 2, 37
+    )
     assert flops["time_steps"] == 24
     assert flops["conv"] == 2 * conv and flops["lstm"] == 2 * lstm and flops["dense"] == 2 * dense
     assert flops["total"] == 2 * (conv + lstm + dense)
