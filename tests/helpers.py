@@ -34,6 +34,9 @@ TINY = {
     "save_interval": 1000,
     "eval_throttle_secs": 0,
     "log_step_count_steps": 5,
+    # The same arithmetic on every machine (auto would pick bfloat16 on some): tests compare the
+    # Estimator's predictions with a float32 export's bit for bit. test_precision covers the rest.
+    "precision": "float32",
 }
 # A model just big enough to learn to read digit_line images in a few hundred steps.
 DIGIT_READER = {
