@@ -68,6 +68,7 @@ def train_and_evaluate(
     # Before any TensorFlow op runs: MultiWorkerMirroredStrategy must configure the runtime first.
     tf_config = cluster.read_tf_config()
     strategy = cluster.build_strategy(params, tf_config)
+    # Only to refuse, before any training, a precision that cannot run in this cluster.
     precision.resolve(params.precision, in_cluster=bool(tf_config.get("cluster")))
     cluster.check_batch_split(params, strategy)
     train_rows = checks.check_csv_files(train_csv, params).rows
