@@ -6,6 +6,7 @@ Plain helper functions are in helpers.py.
 
 import json
 import os
+import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -148,3 +149,13 @@ def expected(job, lines) -> dict:
         key: np.stack([result[key] for result in results])
         for key in ("words", "top_words", "scores")
     }
+
+
+@pytest.fixture
+def ram_root():
+    """A fresh folder on TensorFlow's in-memory filesystem (``ram://``, standing in for gs://),
+    removed afterwards."""
+    root = f"ram://test_{uuid.uuid4().hex}"
+    yield root
+    if tf.io.gfile.exists(root):
+        tf.io.gfile.rmtree(root)

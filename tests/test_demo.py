@@ -3,7 +3,6 @@ legibility guards."""
 
 import os
 import re
-import uuid
 
 import cv2
 import numpy as np
@@ -104,18 +103,7 @@ def test_other_counts_regenerate(tmp_path):
     assert len(read_rows(train_csv)) == 8 and len(read_rows(eval_csv)) == 3
 
 
-@pytest.fixture
-def ram_folder():
-    """A fresh folder on TensorFlow's in-memory filesystem (ram://), removed afterwards."""
-    import tensorflow as tf
-
-    root = f"ram://demo_test_{uuid.uuid4().hex}"
-    yield f"{root}/data"
-    if tf.io.gfile.exists(root):
-        tf.io.gfile.rmtree(root)
-
-
-def test_url_output_is_written_through_gfile(ram_folder, tmp_path, monkeypatch):
+def test_url_output_is_written_through_gfile(ram_root, tmp_path, monkeypatch):
     """A scheme:// folder (ram:// here, gs:// in the cloud) is kept as written, not made absolute
     into a local "gs:" folder, and holds the same bytes as a local run."""
     import tensorflow as tf
@@ -123,6 +111,7 @@ def test_url_output_is_written_through_gfile(ram_folder, tmp_path, monkeypatch):
     from tf_crnn.csv_rows import read_csv_rows
 
     monkeypatch.chdir(tmp_path)
+    ram_folder = f"{ram_root}/data"
     train_csv, eval_csv = generate(ram_folder, num_train=5, num_eval=2, seed=3)
     assert (train_csv, eval_csv) == (f"{ram_folder}/train.csv", f"{ram_folder}/eval.csv")
     assert os.listdir(tmp_path) == []  # nothing local, no "ram:" folder

@@ -4,7 +4,6 @@ missing images."""
 import os
 import subprocess
 import sys
-import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -152,17 +151,6 @@ def test_command_line_check_exit_status(dataset):
     assert check.returncode == 1, check.stderr
     assert f"{csv}, row 2: " in check.stdout and "missing.png not found" in check.stdout
     assert "row 1" not in check.stdout
-
-
-@pytest.fixture
-def ram_root():
-    """A fresh folder on TensorFlow's in-memory filesystem (ram://), removed afterwards."""
-    import tensorflow as tf
-
-    root = f"ram://csv_path_convertor_test_{uuid.uuid4().hex}"
-    yield root
-    if tf.io.gfile.exists(root):
-        tf.io.gfile.rmtree(root)
 
 
 def test_url_csv_is_read_checked_and_written_through_gfile(ram_root, tmp_path, monkeypatch, capsys):

@@ -11,7 +11,6 @@ import os
 import struct
 import subprocess
 import sys
-import uuid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -226,20 +225,10 @@ def test_command_line(tmp_path, mnist_npz):
     assert gen.build_parser().parse_args(["--output", "x", "--n-test", "7"]).n_eval == 7
 
 
-@pytest.fixture
-def ram_output():
-    """A fresh folder on TensorFlow's in-memory filesystem (ram://), removed afterwards."""
-    import tensorflow as tf
-
-    root = f"ram://mnist_test_{uuid.uuid4().hex}"
-    yield f"{root}/out"
-    if tf.io.gfile.exists(root):
-        tf.io.gfile.rmtree(root)
-
-
-def test_url_output_is_written_through_gfile(tmp_path, mnist_npz, ram_output, monkeypatch):
+def test_url_output_is_written_through_gfile(tmp_path, mnist_npz, ram_root, monkeypatch):
     """--output gs://... works: every file goes through tf.io.gfile (ram:// stands in for gs://),
     with the same bytes as a local run, and the CSV paths resolve inside the URL."""
+    ram_output = f"{ram_root}/out"
     import tensorflow as tf
 
     from tf_crnn.csv_rows import read_csv_rows
@@ -269,11 +258,11 @@ def test_url_output_is_written_through_gfile(tmp_path, mnist_npz, ram_output, mo
             assert blocks_label(image, base) == row.label
 
 
-def test_mnist_source_is_read_through_gfile(tmp_path, mnist_npz, mnist_idx_folder, ram_output):
+def test_mnist_source_is_read_through_gfile(tmp_path, mnist_npz, mnist_idx_folder, ram_root):
     """--mnist may be a URL too: an .npz file or an IDX folder."""
     import tensorflow as tf
 
-    source = ram_output.replace("/out", "/source")
+    source = f"{ram_root}/source"
     tf.io.gfile.makedirs(f"{source}/idx")
     tf.io.gfile.copy(mnist_npz, f"{source}/mnist.npz")
     for name in os.listdir(mnist_idx_folder):
