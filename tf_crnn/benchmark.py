@@ -226,7 +226,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     import tensorflow as tf
 
     from tf_crnn import demo
-    from tf_crnn.alphabet import with_resolved_alphabet
+    from tf_crnn.alphabet import Alphabet, with_resolved_alphabet
     from tf_crnn.config import Params
 
     quiet_tensorflow(tf)
@@ -252,7 +252,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             params.conv_filters,
             params.rnn_units,
             params.rnn_layers,
-            len(params.alphabet_units) + 1,
+            Alphabet.from_params(params).num_classes,
         )
         _log(f"data: {counts['train_images']} demo PNG images in {workdir}")
         # The network computes in its precision's dtype: measure that peak too, for its fractions.

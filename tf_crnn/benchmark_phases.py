@@ -35,9 +35,11 @@ class Api:
 
         import tf_crnn
         from tf_crnn import data_handler, export_model, model
+        from tf_crnn.alphabet import Alphabet
         from tf_crnn.config import Params
 
         self.tf, self.Params, self.data_handler = tf, Params, data_handler
+        self.Alphabet = Alphabet
         self.model, self.export_model, self.file = model, export_model, tf_crnn.__file__
         try:
             from tf_crnn.alphabet import with_resolved_alphabet
@@ -100,10 +102,6 @@ def _params(api: Api, spec: dict, **overrides):
     return api.with_resolved_alphabet(api.Params().with_overrides(settings), [spec["train_csv"]])
 
 
-def _num_classes(params) -> int:
-    return len(params.alphabet_units) + 1
-
-
 def phase_pipeline(api: Api, spec: dict) -> dict:
     counts, result = spec["counts"], {}
     for name, augment in (("augmented", True), ("plain", False)):
@@ -164,7 +162,7 @@ def phase_train(api: Api, spec: dict) -> dict:
 def phase_bare(api: Api, spec: dict) -> dict:
     tf, counts = api.tf, spec["counts"]
     params = _params(api, spec)
-    num_classes = _num_classes(params)
+    alphabet = api.Alphabet.from_params(params)
     batch = params.train_batch_size
     height, width = params.input_shape
     tf.random.set_seed(params.random_seed)
@@ -174,13 +172,13 @@ def phase_bare(api: Api, spec: dict) -> dict:
     # Labels of 3-8 codes (the demo's), never longer than half an image's time steps.
     label_lengths = tf.minimum(tf.random.uniform([batch], 3, 9, dtype=tf.int32), lengths // 2)
     label_lengths = tf.maximum(label_lengths, 1)
-    dense = tf.random.uniform([batch, 8], 0, num_classes - 1, dtype=tf.int32)
+    dense = tf.random.uniform([batch, 8], 0, alphabet.blank_code, dtype=tf.int32)
     mask = tf.sequence_mask(label_lengths, 8)
     labels = tf.SparseTensor(
         tf.where(mask), tf.boolean_mask(dense, mask), tf.constant([batch, 8], tf.int64)
     )
 
-    network = api.network(params, num_classes)
+    network = api.network(params, alphabet.num_classes)
     network(images, lengths, training=False)  # builds the variables
     optimizer = tf.keras.optimizers.Adam(params.learning_rate)
     optimizer.build(network.trainable_variables)
@@ -196,7 +194,7 @@ def phase_bare(api: Api, spec: dict) -> dict:
                     label_length=None,
                     logit_length=lengths,
                     logits_time_major=True,
-                    blank_index=num_classes - 1,
+                    blank_index=alphabet.blank_code,
                 )
             )
         variables = network.trainable_variables
@@ -242,7 +240,7 @@ def phase_infer(api: Api, spec: dict) -> dict:
     encoded = tf.constant([tf.io.read_file(path).numpy() for path in features["filenames"][:batch]])
     one_image = encoded[:1]
 
-    network = api.network(params, _num_classes(params))
+    network = api.network(params, api.Alphabet.from_params(params).num_classes)
     direct = tf.function(lambda images, widths: network(images, api.time_steps(widths)))
 
     # The three ways take turns, one batch each, and each way's rate is from its median batch: a
