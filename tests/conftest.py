@@ -19,6 +19,7 @@ from helpers import (
     FORMATS,
     Job,
     Lines,
+    job_args,
     tiny_flags,
     write_digit_csv,
     write_image,
@@ -98,7 +99,7 @@ def job(tmp_path_factory) -> Job:
         save_interval=JOB_TRAIN_STEPS,
         log_step_count_steps=1000,
     )
-    args = ["--job-dir", job_dir, "--train-csv", train_csv, "--eval-csv", eval_csv]
+    args = job_args(job_dir, train_csv, eval_csv)
     assert task.main([*args, *flags]) == 0
     checkpoint = tf.train.latest_checkpoint(job_dir)
     assert checkpoint.endswith(f"model.ckpt-{JOB_TRAIN_STEPS}")

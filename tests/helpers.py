@@ -76,6 +76,11 @@ def tiny_flags(**overrides) -> list[str]:
 
 
 # --- text-line images ---------------------------------------------------------------------------
+def job_args(job_dir, train_csv: str, eval_csv: str, *extra: str) -> list[str]:
+    """The arguments of ``python -m tf_crnn.task`` for one job directory and its two CSV files."""
+    return ["--job-dir", str(job_dir), "--train-csv", train_csv, "--eval-csv", eval_csv, *extra]
+
+
 def digit_line(text: str) -> np.ndarray:
     """``text`` printed in one clean font, black on white: learnable by a tiny model in a few
     hundred steps."""

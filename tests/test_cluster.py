@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import tensorflow as tf
-from helpers import tiny_flags, tiny_params
+from helpers import job_args, tiny_flags, tiny_params
 
 from tf_crnn import cluster, task
 from tf_crnn.config import ParamsError
@@ -90,7 +90,7 @@ def test_the_task_reports_a_refused_distribution_and_exits_with_2(
     if cluster_spec:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config("chief", cluster_spec=cluster_spec)))
     csv = text_line_csv(["ab", "cd"])
-    args = ["--job-dir", str(tmp_path / "job"), "--train-csv", csv, "--eval-csv", csv]
+    args = job_args(tmp_path / "job", csv, csv)
     assert task.main([*args, *tiny_flags(distribution=distribution)]) == 2
     assert message in capsys.readouterr().err
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 import tensorflow as tf
-from helpers import tiny_flags
+from helpers import job_args, tiny_flags
 
 from tf_crnn.demo import generate_demo_dataset
 
@@ -55,16 +55,7 @@ def task_args(job_dir, data, steps, *extra):
     flags = tiny_flags(
         train_steps=steps, save_interval=10, eval_throttle_secs=1, log_step_count_steps=10
     )
-    return [
-        "--job-dir",
-        str(job_dir),
-        "--train-csv",
-        train_csv,
-        "--eval-csv",
-        eval_csv,
-        *flags,
-        *extra,
-    ]
+    return job_args(job_dir, train_csv, eval_csv, *flags, *extra)
 
 
 class Cluster:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import tensorflow as tf
-from helpers import tiny_flags
+from helpers import job_args, tiny_flags
 
 from tf_crnn import model, precision, task
 from tf_crnn.alphabet import with_resolved_alphabet
@@ -111,7 +111,7 @@ def test_task_refuses_bfloat16_in_a_cpu_cluster_before_training(
     cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "chief"}}))
     csv = text_line_csv(["ab", "cd"])
-    args = ["--job-dir", str(tmp_path / "job"), "--train-csv", csv, "--eval-csv", csv]
+    args = job_args(tmp_path / "job", csv, csv)
     assert task.main([*args, *tiny_flags(precision="mixed_bfloat16")]) == 2
     assert "precision: mixed_bfloat16 cannot apply" in capsys.readouterr().err
     assert not (tmp_path / "job" / "params.json").exists()

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 import tensorflow as tf
-from helpers import TINY, tiny_flags
+from helpers import TINY, job_args, tiny_flags
 
 from tf_crnn import network, task
 from tf_crnn.config import ParamsError
@@ -29,18 +29,7 @@ def data(tmp_path_factory):
 
 def run_task(job_dir, data, *extra):
     train_csv, eval_csv = data
-    return task.main(
-        [
-            "--job-dir",
-            str(job_dir),
-            "--train-csv",
-            train_csv,
-            "--eval-csv",
-            eval_csv,
-            *FLAGS,
-            *extra,
-        ]
-    )
+    return task.main(job_args(job_dir, train_csv, eval_csv, *FLAGS, *extra))
 
 
 def test_train_evaluate_export_then_resume(data, tmp_path, capsys):
