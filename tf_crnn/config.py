@@ -217,6 +217,12 @@ class Params:
         merged.update({key: coerce(key, value, defaults[key]) for key, value in overrides.items()})
         return type(self)(**merged)
 
+    def with_preset(self, name: str) -> Params:
+        """A copy with the network preset ``name`` (``network.PRESETS``) applied."""
+        if name not in network.PRESETS:
+            raise ParamsError(f"preset: {name!r} is not one of {', '.join(network.PRESETS)}")
+        return self.with_overrides(network.PRESETS[name], source=f"preset {name}")
+
     def with_key_values(self, pairs: Iterable[str]) -> Params:
         """Applies ``key=value`` strings (``--param`` on the command line)."""
         return self.with_overrides(parse_key_values(pairs), source="--param")

@@ -279,9 +279,7 @@ def prepare_params(args: argparse.Namespace, job_dir: str, train_csv: Sequence[s
     file_preset = file_settings.pop("preset", None)
     preset = args.preset or file_preset
     if preset is not None:
-        if preset not in network.PRESETS:
-            raise ParamsError(f"preset: {preset!r} is not one of {', '.join(network.PRESETS)}")
-        base = base.with_overrides(network.PRESETS[preset], source=f"preset {preset}")
+        base = base.with_preset(preset)
     base = base.with_overrides(file_settings, source=config_file or "")
     overrides = parse_key_values(args.param)
     flags = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("setting.")}
