@@ -49,12 +49,20 @@ def commented_variants(path):
     return variants
 
 
-def sdist_name():
+def setup_value(key):
+    """``name`` or ``version`` as setup.py gives it."""
     with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
-        source = f.read()
-    name = re.search(r'name="([^"]+)"', source).group(1)
-    version = re.search(r'version="([^"]+)"', source).group(1)
-    return f"{name}-{version}.tar.gz"
+        return re.search(rf'{key}="([^"]+)"', f.read()).group(1)
+
+
+def sdist_name():
+    return f"{setup_value('name')}-{setup_value('version')}.tar.gz"
+
+
+def image_uri():
+    """The image the job specs and the build commands name: Artifact Registry, the placeholder
+    project the README explains, the package's version as tag."""
+    return f"us-central1-docker.pkg.dev/YOUR_PROJECT/tf-crnn/tf-crnn:{setup_value('version')}"
 
 
 def settings_in(args):
@@ -105,6 +113,16 @@ def assert_python_package(spec):
     assert spec["pythonModule"] == "tf_crnn.task"
 
 
+def assert_custom_container(spec):
+    assert spec["imageUri"] == image_uri()
+    # Keep the image's ENTRYPOINT (python3 -m tf_crnn.task): args are appended to it.
+    assert "command" not in spec
+
+
+def active_args():
+    return load(CONFIG_P100)["workerPoolSpecs"][0]["containerSpec"]["args"]
+
+
 def no_underscore_keys(node, where="spec"):
     """gcloud rejects config keys with underscores (the API's snake_case names)."""
     if isinstance(node, dict):
@@ -119,36 +137,41 @@ def no_underscore_keys(node, where="spec"):
 # --- config_p100.yaml ------------------------------------------------------------------------
 
 
-def test_config_p100_is_a_p100_chief_running_the_sdist():
+def test_config_p100_is_a_p100_chief_running_the_custom_container():
     spec = load(CONFIG_P100)
     no_underscore_keys(spec)
     (chief,) = spec["workerPoolSpecs"]
     assert chief["replicaCount"] == 1
     assert_p100_machine(chief)
-    assert_python_package(chief["pythonPackageSpec"])
+    assert "pythonPackageSpec" not in chief
+    assert_custom_container(chief["containerSpec"])
     assert spec["baseOutputDirectory"]["outputUriPrefix"].startswith("gs://")  # sets AIP_MODEL_DIR
 
 
 def test_config_p100_args_parse_with_the_task_parser():
-    args = load(CONFIG_P100)["workerPoolSpecs"][0]["pythonPackageSpec"]["args"]
-    parsed = assert_task_accepts(args)
-    assert_runs_own_data(parsed)
+    assert_runs_own_data(assert_task_accepts(active_args()))
 
 
-def test_config_p100_custom_container_variant():
-    spec = commented_variants(CONFIG_P100)["custom-container"]
+def test_config_p100_and_dockerfile_say_how_to_build_and_push_the_image():
+    for path in (CONFIG_P100, DOCKERFILE):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        assert f"docker build -t {image_uri()} ." in text, path
+        assert f"docker push {image_uri()}" in text, path
+    with open(CONFIG_P100, encoding="utf-8") as f:
+        assert "Replace YOUR_PROJECT" in f.read()
+
+
+def test_config_p100_prebuilt_container_variant():
+    spec = commented_variants(CONFIG_P100)["prebuilt-container"]
     no_underscore_keys(spec)
     (chief,) = spec["workerPoolSpecs"]
     assert chief["replicaCount"] == 1
     assert_p100_machine(chief)
-    assert "pythonPackageSpec" not in chief
-    assert re.fullmatch(
-        r"[a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+/tf-crnn:\S+", chief["containerSpec"]["imageUri"]
-    )
-    # Keep the image's ENTRYPOINT: args are appended to it.
-    assert "command" not in chief["containerSpec"]
-    assert_runs_own_data(assert_task_accepts(chief["containerSpec"]["args"]))
-    assert spec["baseOutputDirectory"]["outputUriPrefix"].startswith("gs://")
+    assert "containerSpec" not in chief
+    assert_python_package(chief["pythonPackageSpec"])
+    assert chief["pythonPackageSpec"]["args"] == active_args()
+    assert spec["baseOutputDirectory"] == load(CONFIG_P100)["baseOutputDirectory"]
 
 
 def test_config_p100_multi_worker_variant_has_the_four_vertex_pools():
@@ -162,13 +185,10 @@ def test_config_p100_multi_worker_variant_has_the_four_vertex_pools():
     # Parameter servers hold variables only.
     assert "acceleratorType" not in parameter_servers["machineSpec"]
     # Every task runs the same program: tf.estimator picks its role from TF_CONFIG.
-    programs = [pool["pythonPackageSpec"] for pool in spec["workerPoolSpecs"]]
+    programs = [pool["containerSpec"] for pool in spec["workerPoolSpecs"]]
     assert all(program == programs[0] for program in programs)
-    assert_python_package(programs[0])
-    assert_runs_own_data(assert_task_accepts(programs[0]["args"]))
-    assert (
-        programs[0]["args"] == load(CONFIG_P100)["workerPoolSpecs"][0]["pythonPackageSpec"]["args"]
-    )
+    assert_custom_container(programs[0])
+    assert programs[0]["args"] == active_args()
 
 
 # --- hptuning_config.yaml --------------------------------------------------------------------
@@ -228,7 +248,10 @@ def test_hptuning_trial_job_runs_the_same_program_as_config_p100():
     assert_p100_machine(chief)
     program = chief["pythonPackageSpec"]
     assert_python_package(program)
-    p100 = load(CONFIG_P100)["workerPoolSpecs"][0]["pythonPackageSpec"]
+    # hptuning_config.yaml still runs on the prebuilt image: the same as that variant of
+    # config_p100.yaml.
+    p100 = commented_variants(CONFIG_P100)["prebuilt-container"]["workerPoolSpecs"][0]
+    p100 = p100["pythonPackageSpec"]
     assert (program["executorImageUri"], program["packageUris"]) == (
         p100["executorImageUri"],
         p100["packageUris"],
@@ -255,36 +278,57 @@ def test_hptuning_trial_args_with_tuned_flags_appended_parse():
 # --- Dockerfile ------------------------------------------------------------------------------
 
 
-def dockerfile_instructions():
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+def dockerfile_stages():
+    """{stage name: (base image, [(INSTRUCTION, arguments), ...])} in build order (the last one
+    is the image), continuation lines joined, comments dropped."""
     with open(DOCKERFILE, encoding="utf-8") as f:
         text = re.sub(r"\\\n", " ", f.read())
-    return [
-        tuple(line.strip().split(None, 1))
-        for line in text.splitlines()
-        if line.strip() and not line.strip().startswith("#")
+    stages = {}
+    for line in text.splitlines():
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        instruction, arguments = line.strip().split(None, 1)
+        if instruction == "FROM":
+            base, _, name = arguments.partition(" AS ")
+            instructions = []
+            stages[name or f"stage {len(stages)}"] = (base, instructions)
+        else:
+            instructions.append((instruction, arguments))
+    return stages
+
+
+def test_dockerfile_image_builds_on_tensorflow_2_15_gpu():
+    *_, (base, _) = dockerfile_stages().values()
+    assert re.fullmatch(r"tensorflow/tensorflow:2\.15\.\d+-gpu", base)
+
+
+def test_dockerfile_installs_the_package_from_its_sdist_and_keeps_the_image_tensorflow():
+    *build_stages, (_, (_, image)) = dockerfile_stages().items()
+    # A build stage makes the sdist from the sources...
+    assert build_stages, "no build stage: the image must install an sdist, not the sources"
+    (stage, (_, build)), *_ = build_stages
+    build_runs = " ".join(arguments for op, arguments in build if op == "RUN")
+    assert "-m build --sdist --outdir /dist" in build_runs
+    # ... and the image gets that archive only, and installs it.
+    assert [arguments for op, arguments in image if op == "COPY"] == [
+        f"--from={stage} /dist/ /tmp/dist/"
     ]
-
-
-def test_dockerfile_builds_on_tensorflow_2_15_gpu():
-    instructions = dockerfile_instructions()
-    assert instructions[0][0] == "FROM"
-    assert re.fullmatch(r"tensorflow/tensorflow:2\.15\.\d+-gpu", instructions[0][1])
-
-
-def test_dockerfile_installs_the_package_and_keeps_the_image_tensorflow():
-    runs = " ".join(args for op, args in dockerfile_instructions() if op == "RUN")
-    assert re.search(r"pip install (\S+ )*/tmp/tf_crnn-src\b", runs)
-    assert (
-        "--upgrade" not in runs and "tensorflow==" not in runs and "--force-reinstall" not in runs
-    )
+    runs = " ".join(arguments for op, arguments in image if op == "RUN")
+    assert re.search(r"pip install /tmp/dist/tf_crnn-\*\.tar\.gz ", runs)
+    for forbidden in (" -e ", "--editable", "--upgrade", "tensorflow==", "--force-reinstall"):
+        assert forbidden not in runs
     assert "tf.__version__.startswith('2.15.')" in runs
 
 
-def test_dockerfile_copies_files_that_exist():
-    copies = [args.split() for op, args in dockerfile_instructions() if op == "COPY"]
+def test_dockerfile_sdist_stage_copies_what_the_sdist_is_made_of():
+    (_, build), *_ = dockerfile_stages().values()
+    copies = [arguments.split() for op, arguments in build if op == "COPY"]
     sources = [source for *sources, _ in copies for source in sources]
-    assert {"setup.py", "pyproject.toml", "README.md", "tf_crnn", "hlp"} <= set(sources)
+    with open(os.path.join(REPO, "MANIFEST.in"), encoding="utf-8") as f:
+        included = [name for line in f if line.startswith("include ") for name in line.split()[1:]]
+    assert {"setup.py", "pyproject.toml", "MANIFEST.in", "tf_crnn", "hlp", *included} <= set(
+        sources
+    )
     for source in sources:
         assert os.path.exists(
             os.path.join(REPO, source)
@@ -292,7 +336,8 @@ def test_dockerfile_copies_files_that_exist():
 
 
 def test_dockerfile_entrypoint_runs_the_task():
-    entrypoints = [json.loads(args) for op, args in dockerfile_instructions() if op == "ENTRYPOINT"]
+    *_, (_, image) = dockerfile_stages().values()
+    entrypoints = [json.loads(arguments) for op, arguments in image if op == "ENTRYPOINT"]
     assert entrypoints == [["python3", "-m", "tf_crnn.task"]]
 
 
