@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: test lint demo bench install clean
+.PHONY: test lint demo bench bench-scale soak install clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ demo: $(VENV)/.installed
 # e.g. `make bench BENCH_ARGS="--quick"` or BENCH_ARGS="--compare /tmp/tf_crnn_base".
 bench: $(VENV)/.installed
 	$(VPY) -m tf_crnn.benchmark $(BENCH_ARGS)
+
+# Start-up cost of a 1,000,000-row CSV against a 1,000-row one: seconds to the first step (first
+# start and restart), peak memory, graph and checkpoint .meta sizes (about 10 minutes on 2 CPUs).
+bench-scale: $(VENV)/.installed
+	$(VPY) -m tf_crnn.benchmark_scale $(BENCH_ARGS)
+
+# A long training run that checkpoints, evaluates and exports every 25 steps, printing the trainer's
+# resident memory and open files over time and whether they stayed flat (10 minutes by default;
+# e.g. `make soak SOAK_ARGS="--minutes 60"`). Not part of `make test`.
+soak: $(VENV)/.installed
+	$(VPY) -m tf_crnn.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

@@ -41,6 +41,7 @@ setup(
             "tf-crnn-train=tf_crnn.task:main",
             "tf-crnn-export=tf_crnn.export_model:main",
             "tf-crnn-predict=tf_crnn.predict:main",
+            "tf-crnn-evaluate=tf_crnn.evaluate:main",
         ]
     },
 )

@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_crnn.alphabet import SOURCE_BUILTIN, Alphabet, with_resolved_alphabet
@@ -228,3 +232,47 @@ def assert_same_predictions(outputs: dict, expected: dict) -> None:
     np.testing.assert_array_equal(outputs["words"], expected["words"])
     np.testing.assert_array_equal(outputs["top_words"], expected["top_words"])
     np.testing.assert_allclose(outputs["scores"], expected["scores"], rtol=1e-4, atol=1e-3)
+
+
+# --- a trainer in a subprocess, for the tests that signal or kill it ----------------------------
+class TaskProcess:
+    """``python ARGS`` (e.g. ``-m tf_crnn.task ...``) in a subprocess, its stdout and stderr in
+    ``log_path``; ``env`` is added to the environment."""
+
+    TIMEOUT_SECONDS = 180
+
+    def __init__(self, log_path, args, env=None):
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, marker: str) -> None:
+        """Returns as soon as ``marker`` is in the output; fails if the process ends first."""
+        deadline = time.time() + self.TIMEOUT_SECONDS
+        while marker not in self.output():
+            if self.process.poll() is not None or time.time() > deadline:
+                self.end()
+                pytest.fail(f"no {marker!r} in the output:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+    def finish(self) -> int:
+        """The exit status, once the process has ended by itself."""
+        try:
+            return self.process.wait(timeout=self.TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.end()
+            pytest.fail(f"still running after {self.TIMEOUT_SECONDS} s:\n{self.output()[-3000:]}")
+
+    def end(self) -> None:
+        """Kills the process if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()

@@ -3,17 +3,20 @@ the row and the problem, or with skip_bad_samples is skipped and counted; labels
 their image are always skipped and reported."""
 
 import logging
+import threading
 
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import concatenated, tiny_params, write_image
 
-from tf_crnn import network
-from tf_crnn.checks import check_csv_files, describe_image_problem, required_time_steps
+from tf_crnn import checks, network
+from tf_crnn.checks import check_csv_files
 from tf_crnn.csv_rows import DataError
 from tf_crnn.data_handler import input_fn
 from tf_crnn.images import fitted_width
+from tf_crnn.network import required_time_steps
 
 
 def load_error(csv, params=None):
@@ -48,7 +51,7 @@ def test_labels_longer_than_the_time_steps_are_dropped_and_reported(
     assert network.time_steps(fitted_width(32, 24, params.input_shape)) == 5
     with caplog.at_level(logging.INFO, logger="tf_crnn"):
         samples = check_csv_files(csv, params)
-    assert [row.label for row in samples.rows] == ["abab", "aaa"]  # 4 and 3 + 2 repeats = 5 steps
+    assert samples.usable_rows == 2  # "abab" and "aaa": 4 and 3 + 2 repeats = 5 steps
     assert samples.skipped_count == 2
     ((problem, where),) = samples.skipped.items()
     assert problem == "label too long for the CTC time steps of its image"
@@ -107,16 +110,6 @@ def test_zero_byte_image(tmp_path, write_csv, good_image):
     assert f"{csv}, row 1" in message and "empty.png" in message and "0 bytes" in message
 
 
-def test_describe_image_problem(tmp_path):
-    (tmp_path / "empty.png").write_bytes(b"")
-    (tmp_path / "text.png").write_text("not an image")
-    assert describe_image_problem(str(tmp_path / "gone.png"), 1) == "image file not found"
-    assert describe_image_problem(str(tmp_path / "empty.png"), 1) == "image file is empty (0 bytes)"
-    text = describe_image_problem(str(tmp_path / "text.png"), 1)
-    assert text.startswith("not a readable PNG, JPEG, BMP or GIF image (")
-    assert "\n" not in text
-
-
 def test_label_units_not_in_the_alphabet(tmp_path, write_csv, good_image):
     labels = ["ab", "a#", "é", "b#", "c", "#", "#", "#", "#", "#"]
     csv = write_csv(tmp_path / "data.csv", [f"{good_image};{label}" for label in labels])
@@ -157,7 +150,7 @@ def test_skip_bad_samples_skips_and_counts_every_bad_row(tmp_path, write_csv, go
     )
     params = tiny_params(skip_bad_samples=True)
     samples = check_csv_files(csv, params)
-    assert [(row.line_number, row.label) for row in samples.rows] == [(1, "ab"), (10, "cd")]
+    assert samples.usable_rows == 2
     assert samples.skipped_count == 9
     skipped = {
         where[len(csv) + 2 :].split(" (")[0]: problem
@@ -216,10 +209,61 @@ def test_the_check_is_redone_for_a_rewritten_csv_and_for_other_settings(
 ):
     csv = write_csv(tmp_path / "data.csv", [f"{good_image};ab"])
     params = tiny_params()
-    assert [row.label for row in check_csv_files(csv, params).rows] == ["ab"]
+    assert check_csv_files(csv, params).usable_rows == 1
     write_csv(tmp_path / "data.csv", [f"{good_image};ab", f"{good_image};cd", f"{good_image};#"])
     assert "not in the alphabet" in load_error(csv, params)
     skipping = check_csv_files(csv, tiny_params(skip_bad_samples=True))
-    assert [row.label for row in skipping.rows] == ["ab", "cd"]
+    assert skipping.usable_rows == 2
     with_hash = tiny_params(alphabet_units=["a", "b", "c", "d", "#"])
-    assert [row.label for row in check_csv_files(csv, with_hash).rows] == ["ab", "cd", "#"]
+    assert check_csv_files(csv, with_hash).usable_rows == 3
+
+
+def test_a_restart_reads_the_check_saved_in_the_job_directory(
+    tmp_path, write_csv, good_image, monkeypatch
+):
+    csv = write_csv(tmp_path / "data.csv", [f"{good_image};ab", "images/gone.png;cd"])
+    params = tiny_params(skip_bad_samples=True)
+    job_dir = str(tmp_path / "job")
+    tf.io.gfile.makedirs(job_dir)
+    first = check_csv_files(csv, params, job_dir)
+    assert first.usable_rows == 1 and first.skipped_counts == {"image file not found": 1}
+    assert (tmp_path / "job" / "data_check.json").exists()
+
+    checks._check_cached.cache_clear()  # a new process
+    monkeypatch.setattr(checks, "_check_images", lambda *args: pytest.fail("checked again"))
+    assert check_csv_files(csv, params, job_dir) == first
+    # A task that is not the chief reads it too.
+    assert check_csv_files(csv, params, job_dir, chief=False) == first
+    # A rewritten CSV is checked again.
+    write_csv(tmp_path / "data.csv", [f"{good_image};ab"])
+    with pytest.raises(pytest.fail.Exception, match="checked again"):
+        check_csv_files(csv, params, job_dir)
+
+
+def test_a_task_that_is_not_the_chief_waits_for_the_chiefs_check(
+    tmp_path, write_csv, good_image, monkeypatch
+):
+    csv = write_csv(tmp_path / "data.csv", [f"{good_image};ab"])
+    params = tiny_params()
+    job_dir = str(tmp_path / "job")
+    tf.io.gfile.makedirs(job_dir)
+    monkeypatch.setattr(checks, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(checks, "WAIT_FOR_CHIEF_SECONDS", 0.2)
+    with pytest.raises(DataError, match="the chief has not saved its check"):
+        check_csv_files(csv, params, job_dir, chief=False)
+    monkeypatch.setattr(checks, "WAIT_FOR_CHIEF_SECONDS", 30)
+    chief = threading.Timer(0.3, lambda: check_csv_files(csv, params, job_dir, chief=True))
+    chief.start()
+    assert check_csv_files(csv, params, job_dir, chief=False).usable_rows == 1
+    chief.join()
+
+
+def test_above_the_row_limit_only_a_sample_of_images_is_checked(tmp_path, write_csv, good_image):
+    csv = write_csv(tmp_path / "data.csv", [f"{good_image};ab"] * 40 + ["images/gone.png;ab"] * 2)
+    params = tiny_params(check_all_images_up_to=20, check_sample_size=5, skip_bad_samples=True)
+    checked = check_csv_files(csv, params)
+    assert checked.images_checked == 5 and not checked.all_images_checked
+    assert checked.usable_rows == 42  # syntax and alphabet are checked for every row
+    assert "a random sample of 5 images checked" in checked.report()
+    everything = check_csv_files(csv, tiny_params(skip_bad_samples=True))
+    assert everything.images_checked == 42 and everything.usable_rows == 40

@@ -13,6 +13,7 @@ from helpers import job_args, tiny_flags, tiny_params
 
 from tf_crnn import cluster, task
 from tf_crnn.config import ParamsError
+from tf_crnn.csv_dataset import Shard
 
 CHIEF_AND_WORKER = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}
 PS_CLUSTER = {
@@ -64,6 +65,27 @@ def test_invalid_tf_config_is_a_params_error_naming_it(monkeypatch):
 )
 def test_is_chief(config, chief):
     assert cluster.is_chief(config) is chief
+
+
+@pytest.mark.parametrize(
+    "config, shard",
+    [
+        ({}, None),  # training alone
+        (tf_config("chief"), Shard(3, 0)),  # PS_CLUSTER: a chief and two workers
+        (tf_config("worker", 0), Shard(3, 1)),
+        (tf_config("worker", 1), Shard(3, 2)),
+        (tf_config("ps"), None),
+        (tf_config("evaluator"), None),
+        (tf_config("worker", 1, {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}), Shard(2, 1)),
+    ],
+)
+def test_each_worker_without_a_strategy_gets_its_own_share_of_the_data(config, shard):
+    assert cluster.data_shard(config, strategy=None) == shard
+
+
+def test_under_a_strategy_the_estimator_gives_the_share():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert cluster.data_shard(tf_config("worker", 1), strategy) is None
 
 
 # --- strategies -----------------------------------------------------------------------------------

@@ -4,12 +4,14 @@ inputs that feed an exported model through the same preprocessing."""
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from helpers import batches, concatenated, encode_gif, tiny_params, write_image
 
-from tf_crnn import constants
+from tf_crnn import constants, skipped_rows
 from tf_crnn.alphabet import Alphabet
 from tf_crnn.checks import check_csv_files
+from tf_crnn.csv_dataset import Shard
 from tf_crnn.data_handler import dense_codes_to_sparse, input_fn, serving_inputs
 
 LABELS = ["abc", "hello", "x1y2", "zz9", "q"]
@@ -79,7 +81,7 @@ def test_multiple_csv_files(tmp_path, write_csv):
     first = write_csv(tmp_path / "one" / "first.csv", ["a.png;ab", "a.png;ba"])
     second = write_csv(tmp_path / "two" / "second.csv", ["a.png;cc"])
     params = tiny_params(eval_batch_size=8)
-    assert len(check_csv_files([first, second], params).rows) == 3
+    assert check_csv_files([first, second], params).usable_rows == 3
     features, texts = concatenated(input_fn([first, second], params, "eval"), params)
     assert texts == ["ab", "ba", "cc"]
     assert [f.decode() for f in features["filenames"]] == [str(tmp_path / "one" / "a.png")] * 2 + [
@@ -145,13 +147,91 @@ def test_batch_size_is_per_replica_under_a_strategy(text_line_csv):
     assert [len(f["filenames"]) for f, _ in batches(dataset)] == [2, 2]
 
 
+def test_two_workers_train_on_disjoint_samples(tmp_path, write_csv):
+    """Each worker's pipeline (a Shard, or an InputContext under a strategy) reads its own rows,
+    and the two together read every row."""
+    lines = []
+    for index in range(12):
+        write_image(tmp_path / f"{index}.png", np.full((32, 16), 10 * index, np.uint8))
+        lines.append(f"{index}.png;a")
+    csv = write_csv(tmp_path / "data.csv", lines)
+    params = tiny_params()
+
+    def names(batch_size=1, **shard):
+        dataset = input_fn(csv, params, "train", batch_size=batch_size, num_epochs=1, **shard)
+        features, _ = concatenated(dataset, params)
+        return {os.path.basename(name.decode()) for name in features["filenames"]}
+
+    first, second = names(shard=Shard(2, 0)), names(shard=Shard(2, 1))
+    assert first.isdisjoint(second) and len(first) == len(second) == 6
+    assert first | second == {f"{index}.png" for index in range(12)}
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2
+    )
+    assert names(batch_size=2, input_context=context) == second
+
+
+def test_the_graph_does_not_grow_with_the_number_of_rows(tmp_path, write_csv, good_image):
+    """The rows are read as a stream: 10 or 3,000 rows give the same graph (and .meta)."""
+    params = tiny_params(check_all_images_up_to=10, check_sample_size=5)
+
+    def graph_bytes(folder, rows):
+        (tmp_path / folder).mkdir()
+        csv = write_csv(tmp_path / folder / "data.csv", [f"../{good_image};ab"] * rows)
+        with tf.Graph().as_default() as graph:
+            tf.compat.v1.data.make_one_shot_iterator(input_fn(csv, params, "train")).get_next()
+        return len(graph.as_graph_def().SerializeToString())
+
+    assert graph_bytes("a", 10) == graph_bytes("b", 3000)
+
+
+def test_an_image_gone_bad_after_the_check_stops_naming_file_and_row(tmp_path, write_csv):
+    write_image(tmp_path / "a.png", np.full((32, 40), 10, np.uint8))
+    write_image(tmp_path / "b.png", np.full((32, 40), 10, np.uint8))
+    csv = write_csv(tmp_path / "data.csv", ["a.png;ab", "b.png;cd"])
+    params = tiny_params()
+    check_csv_files(csv, params)
+    (tmp_path / "b.png").write_bytes(b"broken")
+    with pytest.raises(tf.errors.OpError) as error:
+        batches(input_fn(csv, params, "eval"))
+    message = skipped_rows.bad_row_message(error.value)
+    assert message.startswith(f"{csv}, row 2: {tmp_path / 'b.png'}: not a readable PNG")
+
+
+def test_with_skip_bad_samples_an_image_gone_bad_is_skipped_and_listed(tmp_path, write_csv):
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / f"{name}.png", np.full((32, 40), 10, np.uint8))
+    csv = write_csv(tmp_path / "data.csv", ["a.png;ab", "b.png;cd", "c.png;ef"])
+    params = tiny_params(skip_bad_samples=True)
+    check_csv_files(csv, params)
+    (tmp_path / "b.png").unlink()
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    _, texts = concatenated(input_fn(csv, params, "eval", job_dir=str(job_dir)), params)
+    assert texts == ["ab", "ef"]
+    listed = (job_dir / "skipped_rows.csv").read_text().splitlines()
+    assert listed[1:] == [f"{csv}, row 2;{tmp_path / 'b.png'};image file not found"]
+
+
+def test_a_sampled_check_leaves_too_long_labels_to_training_which_counts_them(tmp_path, write_csv):
+    write_image(tmp_path / "narrow.png", np.full((32, 24), 200, np.uint8))  # 5 time steps
+    csv = write_csv(tmp_path / "data.csv", ["narrow.png;ab"] * 5 + ["narrow.png;abcdef"])
+    params = tiny_params(check_all_images_up_to=2, check_sample_size=1)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    _, texts = concatenated(input_fn(csv, params, "eval", job_dir=str(job_dir)), params)
+    assert texts == ["ab"] * 5
+    listed = (job_dir / "skipped_rows.csv").read_text()
+    assert f"{csv}, row 6;" in listed and "label too long" in listed
+
+
 # --- serving_inputs -------------------------------------------------------------------------------
 def test_serving_inputs_read_files_bytes_or_images_like_input_fn(tmp_path, write_csv):
     gray = np.tile(np.linspace(0, 255, 60).astype(np.uint8), (24, 1))
     paths = [write_image(tmp_path / "a.png", gray), str(tmp_path / "b.gif")]
     (tmp_path / "b.gif").write_bytes(encode_gif(gray[:, :30]))
     csv = write_csv(tmp_path / "data.csv", ["a.png;ab", "b.gif;cd"])
-    params = tiny_params()
+    params = tiny_params(export_filenames_signature=True)
     trained_on, _ = concatenated(input_fn(csv, params, "eval"), params)
     contents = [open(path, "rb").read() for path in paths]
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
@@ -172,3 +252,16 @@ def test_serving_inputs_read_files_bytes_or_images_like_input_fn(tmp_path, write
         np.testing.assert_array_equal(images, trained_on["images"])
         np.testing.assert_array_equal(widths, trained_on["images_widths"])
         assert names.tolist() == [b"", b""]  # a served model is not told file names
+
+
+def test_serving_inputs_read_no_file_unless_asked_to():
+    def read_files(params):
+        with tf.Graph().as_default() as graph:
+            inputs = serving_inputs(params)
+            graph_def = graph.as_graph_def()
+        ops = {node.op for node in graph_def.node}
+        ops |= {node.op for function in graph_def.library.function for node in function.node_def}
+        return inputs.filenames is not None, "ReadFile" in ops
+
+    assert read_files(tiny_params()) == (False, False)
+    assert read_files(tiny_params(export_filenames_signature=True)) == (True, True)

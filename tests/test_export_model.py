@@ -8,6 +8,7 @@ goes through the training preprocessing.
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ import tensorflow as tf
 from helpers import assert_same_predictions, digit_line, encode
 from tensorflow.python.tools import saved_model_utils
 
-from tf_crnn import data_handler, export_model
+from tf_crnn import data_handler, export_model, network
 from tf_crnn.config import Params
 from tf_crnn.images import MAX_IMAGE_PIXELS
 
@@ -107,8 +108,9 @@ def test_exporters_keep_the_newest_and_the_lowest_cer_exports(job, tmp_path):
     assert int(first) < int(third) < int(fourth) < int(fifth) < int(newest)
 
 
-def test_signatures_take_bytes_images_or_filenames_and_give_batch_major_words(job, served):
-    assert set(served.signatures) == {"serving_default", "images", "filenames"}
+def test_signatures_take_bytes_or_images_and_give_batch_major_words(job, served):
+    # filenames only on request
+    assert set(served.signatures) == {"serving_default", "images", "with_frame_log_probs"}
     height, width = job.params.input_shape
     inputs = {
         name: {
@@ -120,9 +122,11 @@ def test_signatures_take_bytes_images_or_filenames_and_give_batch_major_words(jo
     images_shape = [None, height, width, job.params.input_channels]
     assert inputs == {
         "serving_default": {"image_bytes": (tf.string, [None])},
+        "with_frame_log_probs": {"image_bytes": (tf.string, [None])},
         "images": {"images": (tf.float32, images_shape), "images_widths": (tf.int32, [None])},
-        "filenames": {"filenames": (tf.string, [None])},
     }
+    classes = len(job.params.alphabet_units) + 1  # the CTC blank last
+    steps = network.time_steps(width)
     for signature in served.signatures.values():
         outputs = signature.structured_outputs
         assert {"words", "top_words", "scores"} <= set(outputs)
@@ -131,14 +135,95 @@ def test_signatures_take_bytes_images_or_filenames_and_give_batch_major_words(jo
         assert outputs["words"].shape.as_list() == [None]
         for name in ("top_words", "scores"):
             assert outputs[name].shape.as_list() == [None, job.params.num_beam_paths]
+    # Only the signature for lexicon decoding returns the (large) frame log-probabilities.
+    assert [
+        name for name, signature in served.signatures.items()
+        if "frame_log_probs" in signature.structured_outputs
+    ] == ["with_frame_log_probs"]  # fmt: skip
+    frames = served.signatures["with_frame_log_probs"].structured_outputs["frame_log_probs"]
+    assert frames.dtype == tf.float32 and frames.shape.as_list() == [None, steps, classes]
+
+
+# Ops that open files (read, write, list, or restore variables from a path the caller gives).
+FILE_OPS = {"ReadFile", "WriteFile", "MatchingFiles", "RestoreV2", "SaveV2", "MergeV2Checkpoints"}
+
+
+@pytest.fixture(scope="module")
+def filenames_export(job, tmp_path_factory) -> str:
+    """The job's model exported with the filenames signature, asked for on the command line."""
+    export_dir = tmp_path_factory.mktemp("with_filenames")
+    args = ["--job-dir", job.job_dir, "--export-dir", str(export_dir), "--filenames-signature"]
+    assert export_model.main(args) == 0
+    (name,) = os.listdir(export_dir)
+    return str(export_dir / name)
+
+
+def ops_run_by(meta_graph, signature_name: str) -> set[str]:
+    """The op types a signature's outputs depend on: the graph's nodes walked back from them,
+    through the functions they call (map_fn's and tf.cond's bodies), defaults of fed inputs too."""
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    functions = {
+        function.signature.name: function for function in meta_graph.graph_def.library.function
+    }
+
+    def called(node):
+        names = [node.op] if node.op in functions else []
+        return names + [value.func.name for value in node.attr.values() if value.HasField("func")]
+
+    ops, visited = set(), set()
+    outputs = meta_graph.signature_def[signature_name].outputs.values()
+    pending = [(None, tensor.name.split(":")[0]) for tensor in outputs]
+    while pending:
+        function, name = pending.pop()
+        if (function, name) in visited:
+            continue
+        visited.add((function, name))
+        if function is None:
+            node = nodes[name]
+            ops.add(node.op)
+            pending += [(None, i.lstrip("^").split(":")[0]) for i in node.input]
+            pending += [(f, None) for f in called(node)]
+        else:
+            for node in functions[function].node_def:
+                ops.add(node.op)
+                pending += [(f, None) for f in called(node)]
+    return ops
+
+
+def test_a_served_model_reads_no_file_unless_the_filenames_signature_is_asked_for(
+    job, filenames_export, lines
+):
+    closed = saved_model_utils.get_meta_graph_def(job.export, "serve")
+    assert set(closed.signature_def) == {"serving_default", "images", "with_frame_log_probs"}
+    every_op = {node.op for node in closed.graph_def.node} | {
+        node.op for function in closed.graph_def.library.function for node in function.node_def
+    }
+    assert "ReadFile" not in every_op
+    for name in closed.signature_def:
+        assert not ops_run_by(closed, name) & FILE_OPS, name
+
+    opened = saved_model_utils.get_meta_graph_def(filenames_export, "serve")
+    assert set(opened.signature_def) == {
+        "serving_default",
+        "images",
+        "with_frame_log_probs",
+        "filenames",
+    }
+    assert ops_run_by(opened, "filenames") & FILE_OPS == {"ReadFile"}
+    with open(os.path.join(filenames_export, "assets.extra", "params.json")) as f:
+        assert json.load(f)["export_filenames_signature"] is True
+    read = tf.saved_model.load(filenames_export).signatures["filenames"]
+    assert read(filenames=tf.constant(lines.paths[:2]))["words"].shape == (2,)
 
 
 # --- serving gives what training and Estimator.predict give ---------------------------------------
-def test_serving_preprocesses_every_format_to_the_pixels_training_sees(job, lines):
+def test_serving_preprocesses_every_format_to_the_pixels_training_sees(
+    job, lines, filenames_export
+):
     dataset = data_handler.input_fn([lines.csv], job.params, "eval", batch_size=len(lines.paths))
     features, _ = next(iter(dataset))
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        loaded = tf.compat.v1.saved_model.load(session, [tf.saved_model.SERVING], job.export)
+        loaded = tf.compat.v1.saved_model.load(session, [tf.saved_model.SERVING], filenames_export)
         signatures = loaded.signature_def
         images = [signatures["images"].inputs[key].name for key in ("images", "images_widths")]
         bytes_input = signatures["serving_default"].inputs["image_bytes"].name
@@ -150,14 +235,17 @@ def test_serving_preprocesses_every_format_to_the_pixels_training_sees(job, line
         np.testing.assert_array_equal(served_widths, features["images_widths"].numpy())
 
 
-def test_every_signature_predicts_what_the_estimator_predicts(job, lines, served, expected):
+def test_every_signature_predicts_what_the_estimator_predicts(
+    job, lines, served, expected, filenames_export
+):
     dataset = data_handler.input_fn([lines.csv], job.params, "eval", batch_size=len(lines.paths))
     features, _ = next(iter(dataset))
     signatures = served.signatures
+    read_files = tf.saved_model.load(filenames_export).signatures["filenames"]
     for outputs in (
         signatures["serving_default"](image_bytes=tf.constant(lines.contents)),
         signatures["images"](images=features["images"], images_widths=features["images_widths"]),
-        signatures["filenames"](filenames=tf.constant(lines.paths)),
+        read_files(filenames=tf.constant(lines.paths)),
     ):
         assert_same_predictions(numpy_outputs(outputs), expected)
 
@@ -172,8 +260,9 @@ def test_saved_model_cli_shows_the_signatures_and_runs_the_bytes_one(
         timeout=120,
     )
     assert shown.returncode == 0, shown.stderr
-    for name in ("serving_default", "images", "filenames"):
+    for name in ("serving_default", "images"):
         assert f"signature_def['{name}']" in shown.stdout
+    assert "signature_def['filenames']" not in shown.stdout
     np.save(tmp_path / "image_bytes.npy", np.array(lines.contents[:8], dtype=object))
     run = subprocess.run(
         [
@@ -242,7 +331,7 @@ def test_undecodable_and_empty_bytes_are_invalid_argument_errors_and_one_pixel_i
     serve = served.signatures["serving_default"]
     for contents, reason in [
         (b"not an image", "Unknown image file format"),
-        (b"", "Input is empty"),
+        (b"", re.escape("image_bytes[0]: empty (0 bytes)")),
         (lines.contents[0][:100], "Invalid PNG data"),
     ]:
         with pytest.raises(tf.errors.InvalidArgumentError, match=reason):
@@ -316,7 +405,7 @@ def test_huge_images_are_refused_and_large_ones_downscaled_within_bounded_memory
         f"{read['peak_rss_increase_mb']:.0f} MB (process peak {read['peak_rss_mb']:.0f} MB)"
     )
     assert refused["error"] == (
-        f"assertion failed: [image of 20000 x 20000 pixels: more than the "
+        f"assertion failed: [image_bytes[0]: image of 20000 x 20000 pixels: more than the "
         f"{MAX_IMAGE_PIXELS} pixels tf_crnn decodes]"
     )
     assert refused["peak_rss_increase_mb"] < 100

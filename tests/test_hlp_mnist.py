@@ -177,7 +177,7 @@ def test_output_feeds_the_training_pipeline(tmp_path, mnist_npz):
             Params().with_overrides({"alphabet": "digits", "input_shape": [32, 256]}), [csv]
         )
         samples = load_samples([csv], params)
-        assert len(samples.rows) == count, samples.report()
+        assert samples.usable_rows == count, samples.report()
         assert samples.skipped_count == 0
 
 

@@ -129,11 +129,15 @@ def test_predict_mode_gives_batch_major_outputs_padded_with_minus_one():
         assert "CTCBeamSearchDecoder" in {op.type for op in graph.get_operations()}
         initialize(session)
         out = session.run(spec.predictions)
-    assert set(out) == {*constants.SERVING_OUTPUTS, constants.FILENAMES}
+    assert set(out) == {*constants.SERVING_OUTPUTS, constants.FRAME_LOG_PROBS, constants.FILENAMES}
     assert out["words"].shape == (batch,)
     assert out["top_words"].shape == (batch, paths) and out["scores"].shape == (batch, paths)
     assert out["codes"].shape == (batch, steps) and out["codes"].dtype == np.int32
     assert out["sequence_lengths"].tolist() == [network.time_steps(w) for w in WIDTHS]
+    # Per-frame log-probabilities over every class, blank included: each step sums to 1.
+    log_probs = out["frame_log_probs"]
+    assert log_probs.shape == (batch, steps, alphabet.num_classes) and log_probs.dtype == np.float32
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=2), 1.0, rtol=1e-5)
     assert list(out["words"]) == list(out["top_words"][:, 0])
     assert np.all(np.diff(out["scores"], axis=1) <= 1e-5)  # best path first
     for codes, length, word in zip(out["codes"], out["sequence_lengths"], out["words"]):

@@ -99,7 +99,7 @@ def test_predictor_names_the_bad_images_and_reads_the_others_of_their_batch(
     assert [p.error for p in predictions] == [
         None,
         "cannot decode image: Unknown image file format. One of JPEG, PNG, GIF, BMP required.",
-        "cannot decode image: Input is empty.",
+        "cannot decode image: assertion failed: [image_bytes[0]: empty (0 bytes)]",
         None,
         None,
     ]

@@ -77,6 +77,9 @@ def test_resume_with_an_other_network_is_refused(data, tmp_path, capsys):
     assert run_task(job_dir, data, "--train-steps", "4", "--rnn_units", "32") == 2
     err = capsys.readouterr().err
     assert "rnn_units: saved 16, now 32" in err and "--job-dir" in err
+    # Momentum's slot variables are not in an Adam run's checkpoints.
+    assert run_task(job_dir, data, "--optimizer", "momentum") == 2
+    assert 'optimizer: saved "adam", now "momentum"' in capsys.readouterr().err
     assert tf.train.latest_checkpoint(str(job_dir)).endswith("model.ckpt-2")
 
 
@@ -233,3 +236,25 @@ def test_presets_name_a_network_and_every_given_setting_overrides_them(tmp_path,
     config.write_text(json.dumps({"preset": "huge"}))
     with pytest.raises(ParamsError, match="preset: 'huge' is not one of paper, small"):
         settings_for(tmp_path, *own, "--config", str(config), train_csv=train_csv)
+
+
+def test_an_image_broken_where_the_check_did_not_look_stops_training_naming_it(
+    data, tmp_path, capsys
+):
+    """A sampled start-up check (check_all_images_up_to=0) decodes one image; training meets the
+    broken one and stops with file, row and problem, not a TensorFlow traceback."""
+    train_csv, eval_csv = data
+    with open(train_csv, encoding="utf-8") as f:
+        rows = f.read().splitlines()
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    csv = tmp_path / "train.csv"
+    folder = os.path.dirname(train_csv)
+    lines = [f"{folder}/{row}" for row in rows] + [f"{tmp_path / 'broken.png'};ab"]
+    csv.write_text("\n".join(lines) + "\n")
+    args = job_args(tmp_path / "job", str(csv), eval_csv, *FLAGS)
+    args += ["--param", "check_all_images_up_to=0", "--param", "check_sample_size=1"]
+    assert task.main(args) == 2
+    err = capsys.readouterr().err
+    assert "a random sample of 1 images checked" in err
+    assert f"{csv}, row {len(lines)}: {tmp_path / 'broken.png'}: not a readable PNG" in err
+    assert "Traceback" not in err

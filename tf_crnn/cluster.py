@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tf_crnn import model
 from tf_crnn.config import Params, ParamsError
+from tf_crnn.csv_dataset import Shard
 
 TF_CONFIG_ENV = "TF_CONFIG"
 
@@ -76,6 +77,21 @@ def build_strategy(params: Params, tf_config: dict) -> tf.distribute.Strategy | 
     return tf.compat.v1.distribute.experimental.ParameterServerStrategy()
 
 
+def data_shard(tf_config: dict, strategy: tf.distribute.Strategy | None) -> Shard | None:
+    """This task's share of the training data when no strategy gives one.
+
+    Under a strategy the Estimator hands input_fn an ``InputContext`` that says it. Between-graph
+    training without one (``distribution: none`` in a cluster) would otherwise have every worker
+    read the same data in the same order: the chief takes share 0, worker i share i + 1.
+    """
+    cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
+    chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+    if strategy is not None or chiefs + workers < 2 or task.get("type") not in ("chief", "worker"):
+        return None
+    index = task.get("index", 0) + (chiefs if task["type"] == "worker" else 0)
+    return Shard(chiefs + workers, index)
+
+
 def check_batch_split(params: Params, strategy: tf.distribute.Strategy | None) -> None:
     """train_batch_size is global: it must split evenly over the replicas that train in sync."""
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -107,10 +123,14 @@ def build_estimator(
     job_dir: str,
     strategy: tf.distribute.Strategy | None = None,
     tf_config: dict | None = None,
+    warm_start: tf.estimator.WarmStartSettings | None = None,
 ) -> tf.estimator.Estimator:
     """The Estimator of ``job_dir``, with the RunConfig it really uses.
 
     (tf-crnn built its RunConfig with ``replace()`` and threw the result away.)
+
+    ``warm_start`` (``resume.prepare_checkpoints``): weights to start from while ``job_dir`` has no
+    checkpoint; the Estimator ignores it once it has one.
     """
     config = tf.estimator.RunConfig(
         model_dir=job_dir,
@@ -122,7 +142,9 @@ def build_estimator(
         session_config=session_config_for(params, tf_config or {}),
         train_distribute=strategy,
     )
-    return tf.estimator.Estimator(model.crnn_fn, config=config, params=params)
+    return tf.estimator.Estimator(
+        model.crnn_fn, config=config, params=params, warm_start_from=warm_start
+    )
 
 
 def single_process_estimator(params: Params, job_dir: str) -> tf.estimator.Estimator:

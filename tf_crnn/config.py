@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import tensorflow as tf
-
 from tf_crnn import network, precision
 from tf_crnn.alphabet import BUILTIN_NAMES
+from tf_crnn.job_files import write_atomically
 from tf_crnn.setting_values import (
     ParamsError,
     coerce,
@@ -44,11 +43,11 @@ AT_LEAST_ONE = """
     train_batch_size eval_batch_size shuffle_buffer_size save_interval
     keep_checkpoint_max save_summary_steps exports_to_keep best_exports_to_keep
     log_step_count_steps rnn_units rnn_layers beam_width
-    num_beam_paths
+    num_beam_paths check_sample_size
 """.split()
 AT_LEAST_ZERO = """
     train_steps eval_steps learning_decay_steps warmup_steps
-    eval_throttle_secs eval_start_delay_secs
+    eval_throttle_secs eval_start_delay_secs check_all_images_up_to
 """.split()
 
 
@@ -75,6 +74,10 @@ class Params:
         "into units; otherwise every Unicode character is a unit.")
     skip_bad_samples: bool = _doc(False, "Skip (and count) unreadable rows and images instead of "
         "stopping with an error.")
+    check_all_images_up_to: int = _doc(200_000, "The start-up check decodes every image when the "
+        "CSV files have at most this many usable rows, else only a random sample.")
+    check_sample_size: int = _doc(2000, "Images the start-up check decodes when there are more "
+        "rows than check_all_images_up_to.")
     # --- alphabet ---------------------------------------------------------------------------------
     alphabet: str = _doc("auto", "Built-in alphabet name (digits, letters_symbols, "
         "letters_digits_symbols), or 'auto' to collect it from the training CSV labels.")
@@ -133,6 +136,9 @@ class Params:
     export_precision: str = _doc("float32", "Precision of exported SavedModels (same choices; auto "
         "decides on the exporting machine). float32 serves anywhere, with the lowest one-image "
         "latency on CPUs.")
+    export_filenames_signature: bool = _doc(False, "Also export the 'filenames' signature, which "
+        "reads image paths on the server: whoever can call the model can then make it read any "
+        "file or bucket the server can reach. Off: a served model opens no files.")
     batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags "
         "for hundreds of steps and makes early evaluations look broken.")
     # --- decoding ---------------------------------------------------------------------------------
@@ -150,6 +156,9 @@ class Params:
     best_exports_to_keep: int = _doc(1, "SavedModels with the lowest evaluation CER kept in "
         "JOB_DIR/export/best.")
     random_seed: int = _doc(42, "Graph-level random seed.")
+    warm_start_from: str = _doc("", "Start a new job directory from the network weights of another "
+        "run: its job directory, a checkpoint or an export. The optimizer starts afresh, and the "
+        "output layer too if the alphabet differs. Ignored once the job directory has checkpoints.")
     # --- distribution -----------------------------------------------------------------------------
     distribution: str = _doc("none", "none (one device, or TF_CONFIG between-graph replication), "
         "mirrored (several GPUs of one machine), multi_worker_mirrored or parameter_server "
@@ -204,8 +213,8 @@ class Params:
         return cls.from_dict(settings_from_json(text, source), source=source)
 
     def to_json(self, path: str) -> None:
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(self.to_json_string())
+        """Saves the settings to ``path`` atomically: a kill meanwhile leaves the old file."""
+        write_atomically(path, self.to_json_string())
 
     def with_overrides(self, overrides: dict[str, Any], source: str = "overrides") -> Params:
         """A copy with ``overrides`` (values may be strings from the command line) applied."""

@@ -9,7 +9,11 @@ What the model receives from :func:`input_fn`:
 - ``features["filenames"]``: string [batch], the resolved image paths.
 - ``labels``: int32 ``SparseTensor`` [batch, units] of alphabet codes.
 
-Only rows that passed the start-up check (``checks.py``) are read.
+The CSV files are read as a stream inside ``tf.data`` (``csv_dataset.py``): the graph is the same
+size for ten rows or ten million. The start-up check (``checks.py``) has stopped on or counted bad
+rows; a row found bad only while training (an image deleted since, or not in a sampled check) stops
+the run naming file and row, or with ``skip_bad_samples`` is skipped and counted
+(``skipped_rows.py``).
 """
 
 from __future__ import annotations
@@ -19,14 +23,24 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from tf_crnn import network, skipped_rows
 from tf_crnn.alphabet import Alphabet
-from tf_crnn.checks import check_csv_files
+from tf_crnn.checks import TOO_LONG, CheckedRows, check_csv_files
 from tf_crnn.config import Params
-from tf_crnn.constants import FILENAMES, IMAGE_BYTES, IMAGES, IMAGES_WIDTHS, PADDING_CODE
-from tf_crnn.images import decode_image, preprocess_image
+from tf_crnn.constants import (
+    FILENAMES,
+    IMAGE_BYTES,
+    IMAGES,
+    IMAGES_WIDTHS,
+    PADDING_CODE,
+)
+from tf_crnn.csv_dataset import CSV_FILE, IMAGE_PATH, LABEL, LINE_NUMBER, Shard, csv_row_dataset
+from tf_crnn.image_loading import LOADED, PREPARED, describe_image_problem, load_images
+from tf_crnn.images import decode_image, max_serving_batch, preprocess_image
 
 TRAIN = tf.estimator.ModeKeys.TRAIN
 EVAL = tf.estimator.ModeKeys.EVAL
+CODES = "codes"  # a row's label as alphabet codes
 
 
 def input_fn(
@@ -36,11 +50,15 @@ def input_fn(
     batch_size: int | None = None,
     num_epochs: int | None = None,
     input_context: tf.distribute.InputContext | None = None,
+    shard: Shard | None = None,
+    job_dir: str | None = None,
+    checked: CheckedRows | None = None,
 ) -> tf.data.Dataset:
     """A dataset of (features, labels) batches, as the module docstring describes.
 
     Args:
-        csv_files: CSV files of ``image_path<csv_delimiter>label`` rows (checked first).
+        csv_files: CSV files of ``image_path<csv_delimiter>label`` rows, read as a stream; they
+            are checked first (``checks.check_csv_files``, cached) unless already checked.
         params: the run's settings (alphabet resolved).
         mode: ``TRAIN`` shuffles (afresh every epoch), augments and repeats; ``EVAL`` reads each
             sample once, in order.
@@ -49,39 +67,78 @@ def input_fn(
         input_context: given by the Estimator under a distribution strategy: each input pipeline
             then reads its own shard and batches ``batch_size / replicas`` images, because the
             Estimator expects per-replica batches.
+        shard: this worker's share when workers train without a strategy that says so
+            (``cluster.data_shard``); its index also varies the shuffle seed.
+        job_dir: where rows skipped on the way are listed (``skipped_rows.py``).
+        checked: the start-up check's result when the caller has it (``task.py``: the chief's
+            saved check); else the check runs here.
 
     Returns:
         A ``tf.data.Dataset`` of (features dict, SparseTensor labels), prefetched.
     """
-    checked = check_csv_files(csv_files, params)
+    if isinstance(csv_files, str):
+        csv_files = [csv_files]
+    checked = checked or check_csv_files(csv_files, params)
     alphabet = Alphabet.from_params(params)
     training = mode == TRAIN
     if batch_size is None:
         batch_size = params.train_batch_size if training else params.eval_batch_size
-    paths = [row.image_path for row in checked.rows]
-    labels = [row.label for row in checked.rows]
-
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if input_context.num_input_pipelines > 1:
+            shard = Shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+    rows = csv_row_dataset(csv_files, params.csv_delimiter, shard, interleave_files=training)
+    rows = rows.map(lambda row: {**row, CODES: alphabet.tf_encode(row[LABEL][tf.newaxis])[0]})
+    # Rows with units outside the alphabet were refused or counted by the start-up check.
+    rows = rows.filter(lambda row: tf.reduce_all(row[CODES] >= 0))
     if training:
-        buffer_size = min(len(paths), params.shuffle_buffer_size)
-        dataset = dataset.shuffle(
-            buffer_size, seed=params.random_seed, reshuffle_each_iteration=True
-        )
-        dataset = dataset.repeat(num_epochs)
+        seed = params.random_seed + (shard.index if shard else 0)
+        rows = rows.shuffle(params.shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+        rows = rows.repeat(num_epochs)
 
-    def load(path, label):
-        decoded = decode_image(tf.io.read_file(path), params.input_channels)
-        image, width = preprocess_image(decoded, params, training)
-        codes = alphabet.tf_encode(label[tf.newaxis])[0]
-        return {IMAGES: image, IMAGES_WIDTHS: width, FILENAMES: path}, codes
+    height, width = params.input_shape
+    no_image = (tf.zeros([height, width, params.input_channels]), tf.constant(0, tf.int32))
+    samples = load_images(
+        rows,
+        params.input_channels,
+        prepare=lambda image: preprocess_image(image, params, training),
+        failed_value=no_image,
+        deterministic=not training,
+    )
+    account = skipped_rows.for_job_dir(job_dir)
 
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    if params.skip_bad_samples:
-        # Images were checked at start-up; this only guards against files changed since then.
-        dataset = dataset.ignore_errors(log_warning=True)
+    def usable(sample):
+        """Whether to keep a loaded row; a row to drop goes through the account (which raises
+        to stop on it)."""
+        fits = network.required_time_steps(sample[CODES]) <= network.time_steps(sample[PREPARED][1])
+        keep = tf.logical_and(sample[LOADED], fits)
+        # A full start-up check has counted too-long labels already.
+        silent = tf.logical_and(sample[LOADED], checked.all_images_checked)
+
+        def drop():
+            row = [sample[CSV_FILE], sample[LINE_NUMBER], sample[IMAGE_PATH], sample[LOADED]]
+            with tf.control_dependencies([tf.py_function(handle_dropped_row, row, tf.int32)]):
+                return tf.constant(False)
+
+        return tf.cond(tf.logical_or(keep, silent), lambda: keep, drop)
+
+    def handle_dropped_row(csv_file, line_number, image_path, loaded):
+        path = image_path.numpy().decode("utf-8")
+        if loaded:
+            problem, skip = TOO_LONG, True
+        else:
+            problem = describe_image_problem(path, params.input_channels)
+            skip = params.skip_bad_samples
+        account.handle(csv_file.numpy().decode("utf-8"), int(line_number), problem, skip, path)
+        return 0
+
+    def features_and_codes(sample):
+        image, fitted_width = sample[PREPARED]
+        features = {IMAGES: image, IMAGES_WIDTHS: fitted_width, FILENAMES: sample[IMAGE_PATH]}
+        return features, sample[CODES]
+
+    dataset = samples.filter(usable).map(features_and_codes)
     padding = ({IMAGES: 0.0, IMAGES_WIDTHS: 0, FILENAMES: ""}, PADDING_CODE)
     dataset = dataset.padded_batch(batch_size, padding_values=padding, drop_remainder=training)
     dataset = dataset.map(lambda features, codes: (features, dense_codes_to_sparse(codes)))
@@ -97,37 +154,123 @@ def dense_codes_to_sparse(codes: tf.Tensor) -> tf.SparseTensor:
 
 @dataclass
 class ServingInputs:
-    """The graph a SavedModel serves from: three ways in, one set of features out.
+    """The graph a SavedModel serves from: its ways in, and the checked features the model gets.
 
-    ``filenames`` are read into ``image_bytes``, which are decoded and preprocessed into ``images``
-    and ``images_widths``; each is a placeholder with a default, so feeding any of them skips what
-    comes before it. Every way in goes through :func:`preprocess_image`, like training.
+    ``image_bytes`` are decoded and preprocessed into ``images`` and ``images_widths``; each is a
+    placeholder with a default, so feeding one skips what comes before it. Every way in goes
+    through :func:`preprocess_image`, like training, and into the same checks (see
+    :func:`serving_inputs`). ``filenames``, read into ``image_bytes``, exist only with
+    ``Params.export_filenames_signature``.
     """
 
-    filenames: tf.Tensor
     image_bytes: tf.Tensor
     images: tf.Tensor
     images_widths: tf.Tensor
-
-    @property
-    def features(self) -> dict[str, tf.Tensor]:
-        no_names = tf.fill(tf.shape(self.images_widths), "")
-        return {IMAGES: self.images, IMAGES_WIDTHS: self.images_widths, FILENAMES: no_names}
+    features: dict[str, tf.Tensor]
+    filenames: tf.Tensor | None = None
 
 
 def serving_inputs(params: Params) -> ServingInputs:
-    """Builds :class:`ServingInputs` in the default graph."""
-    no_files = tf.constant([], tf.string)
-    filenames = tf.compat.v1.placeholder_with_default(no_files, [None], name=FILENAMES)
-    contents = tf.map_fn(tf.io.read_file, filenames, fn_output_signature=tf.string)
+    """Builds :class:`ServingInputs` in the default graph.
+
+    A served model gets whatever its clients send, so every input is checked in the graph before
+    it costs memory, and a bad one fails the call with an InvalidArgumentError that names it:
+
+    - every way in: a batch of 1 to :func:`max_serving_batch` images, checked before anything is
+      read or decoded (a few MB of tiny images would otherwise cost gigabytes);
+    - ``image_bytes[i]``: not empty, and within ``images.MAX_IMAGE_PIXELS`` by its header; bytes
+      that do not decode fail with the decoder's message (which cannot name the image);
+    - ``images``: float32 [batch, H, W, C] with pixels in [0, 1]; ``images_widths``: one per image,
+      each in [1, W]. A wrong height or channel count would otherwise fail deep in the network, a
+      wrong rank crashes the server process, and a wrong width or pixel scale gives wrong words.
+
+    One bad image fails its whole batch: a served call is all or nothing, as TF Serving expects.
+
+    Without ``params.export_filenames_signature`` there are no ``filenames``, and the graph has no
+    op that reads a file.
+    """
+    height, width = params.input_shape
+    channels = params.input_channels
+    limit = max_serving_batch(params)
+    filenames = None
+    contents = tf.constant([], tf.string)
+    if params.export_filenames_signature:
+        filenames = tf.compat.v1.placeholder_with_default(contents, [None], name=FILENAMES)
+        paths = _checked_batch(filenames, FILENAMES, limit)
+        contents = tf.map_fn(tf.io.read_file, paths, fn_output_signature=tf.string)
     image_bytes = tf.compat.v1.placeholder_with_default(contents, [None], name=IMAGE_BYTES)
 
-    def load(encoded):
-        return preprocess_image(decode_image(encoded, params.input_channels), params)
+    def load(indexed):
+        index, encoded = indexed
+        source = tf.strings.format(IMAGE_BYTES + "[{}]", index)
+        not_empty = tf.debugging.Assert(
+            tf.strings.length(encoded) > 0, [tf.strings.join([source, ": empty (0 bytes)"])]
+        )
+        with tf.control_dependencies([not_empty]):
+            return preprocess_image(decode_image(encoded, channels, source), params)
 
-    images, widths = tf.map_fn(load, image_bytes, fn_output_signature=(tf.float32, tf.int32))
-    height, width = params.input_shape
-    images_shape = [None, height, width, params.input_channels]
+    encoded = _checked_batch(image_bytes, IMAGE_BYTES, limit)
+    indexed = (tf.range(tf.size(encoded)), encoded)
+    images, widths = tf.map_fn(load, indexed, fn_output_signature=(tf.float32, tf.int32))
+    images_shape = [None, height, width, channels]
     images = tf.compat.v1.placeholder_with_default(images, images_shape, name=IMAGES)
     widths = tf.compat.v1.placeholder_with_default(widths, [None], name=IMAGES_WIDTHS)
-    return ServingInputs(filenames, image_bytes, images, widths)
+    features = _checked_features(images, widths, params, limit)
+    return ServingInputs(image_bytes, images, widths, features, filenames)
+
+
+def _checked_batch(batch: tf.Tensor, name: str, limit: int) -> tf.Tensor:
+    """``batch``, once it is known to hold 1 to ``limit`` items."""
+    size = tf.size(batch)
+    within = tf.logical_and(size >= 1, size <= limit)
+    message = f"{name}: a batch of {{}} images; the model takes 1 to {limit}"
+    with tf.control_dependencies([_check(within, message, size)]):
+        return tf.identity(batch)
+
+
+def _checked_features(images, widths, params: Params, limit: int) -> dict[str, tf.Tensor]:
+    """The model's features from the ``images`` and ``images_widths`` placeholders, once they pass
+    the checks :func:`serving_inputs` lists.
+
+    The shapes are checked with ``ensure_shape`` at run time: a placeholder's declared shape binds
+    only Python callers, and TF Serving feeds whatever tensor a request holds.
+    """
+    height, width = params.input_shape
+    images = tf.ensure_shape(images, [None, height, width, params.input_channels])
+    widths = tf.ensure_shape(widths, [None])
+    count, widths_count = tf.shape(images)[0], tf.size(widths)
+    checks = [
+        _check(
+            tf.logical_and(count >= 1, count <= limit),
+            f"{IMAGES}: a batch of {{}} images; the model takes 1 to {limit}",
+            count,
+        ),
+        _check(
+            tf.equal(widths_count, count),
+            f"{IMAGES_WIDTHS}: {{}} widths for {{}} images",
+            widths_count,
+            count,
+        ),
+        _check(
+            tf.reduce_all(tf.logical_and(widths >= 1, widths <= width)),
+            f"{IMAGES_WIDTHS}: each must be in [1, {width}], the content width of an image "
+            f"before padding; got {{}}",
+            widths,
+        ),
+        # Every pixel, not the minimum and maximum, which would let a NaN through.
+        _check(
+            tf.reduce_all(tf.logical_and(images >= 0, images <= 1)),
+            f"{IMAGES}: pixels must be in [0, 1], as preprocess_image gives them; got {{}} to {{}}",
+            tf.reduce_min(images),
+            tf.reduce_max(images),
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        images, widths = tf.identity(images), tf.identity(widths)
+    no_names = tf.fill(tf.shape(widths), "")
+    return {IMAGES: images, IMAGES_WIDTHS: widths, FILENAMES: no_names}
+
+
+def _check(condition: tf.Tensor, message: str, *values: tf.Tensor) -> tf.Operation:
+    """An assertion of ``condition`` whose message is ``message`` with ``values`` in its ``{}``."""
+    return tf.debugging.Assert(condition, [tf.strings.format(message, list(values))])

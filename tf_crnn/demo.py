@@ -29,7 +29,6 @@ import argparse
 import math
 import os
 import posixpath
-import uuid
 from collections.abc import Sequence
 
 import cv2
@@ -170,7 +169,8 @@ def generate_demo_dataset(
     if all(_count_rows(csv_paths[split]) == counts[split] for split in SPLITS):
         return csv_paths["train"], csv_paths["eval"]
 
-    # The CSVs go last, so they exist only when every image they list has been written.
+    # The CSVs go last, so they exist only when every image they list has been written: an image
+    # cut by a kill is rewritten by the rerun, and needs no temporary name of its own.
     for path in csv_paths.values():
         if gfile.exists(path):
             gfile.remove(path)
@@ -186,8 +186,12 @@ def generate_demo_dataset(
                 write_png(join_path(output_dir, "images", name), render_text_line(label, rng))
                 rows[split].append(f"images/{name};{label}")
                 bar.update()
+    # Each CSV is renamed into place whole (a unique temporary name each, so that the tasks of a
+    # cluster generating the same data do not write into one file). Imported here, like TensorFlow.
+    from tf_crnn.job_files import write_atomically
+
     for split in SPLITS:
-        _write_lines_atomically(csv_paths[split], rows[split])
+        write_atomically(csv_paths[split], "".join(row + "\n" for row in rows[split]).encode())
     return csv_paths["train"], csv_paths["eval"]
 
 
@@ -226,21 +230,6 @@ def _count_rows(csv_path: str) -> int | None:
     with gfile.GFile(csv_path, "rb") as f:
         content = f.read()
     return sum(1 for line in content.split(b"\n") if line.strip())
-
-
-def _write_lines_atomically(path: str, lines: list[str]) -> None:
-    """Write ``lines`` with '\\n' endings to a temporary file beside ``path``, then rename it to
-    ``path``, so ``path`` is never half written. The temporary name is unique, so that several
-    processes generating the same data (the tasks of a cluster) do not write into one file."""
-    gfile = _gfile()
-    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-    try:
-        with gfile.GFile(temporary, "wb") as f:
-            f.write("".join(line + "\n" for line in lines).encode("utf-8"))
-        gfile.rename(temporary, path, overwrite=True)
-    finally:
-        if gfile.exists(temporary):
-            gfile.remove(temporary)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,13 +1,18 @@
 """``python -m tf_crnn.export_model``: a servable SavedModel from a job directory's checkpoint.
 
-The SavedModel has three signatures, all fed through the training preprocessing
-(``data_handler.serving_inputs``):
+The SavedModel has three signatures, or four with ``Params.export_filenames_signature``, all fed
+through the training preprocessing and the input checks of ``data_handler.serving_inputs``:
 
 - ``serving_default``: ``image_bytes``, string [batch] of encoded PNG/JPEG/BMP/GIF (TF Serving's
   REST API and Vertex AI send these as ``{"b64": ...}``);
 - ``images``: ``images`` float32 [batch, H, W, C] already preprocessed, and ``images_widths`` int32
   [batch];
-- ``filenames``: ``filenames``, string [batch] of paths read inside the graph (any gfile scheme).
+- ``with_frame_log_probs``: ``image_bytes`` like ``serving_default``, and one more output,
+  ``frame_log_probs`` float32 [B, T, classes] (each time step's log-softmax, for lexicon decoding
+  in ``tf_crnn.evaluate``); a signature of its own because a REST response carries every output;
+- ``filenames`` (only with ``export_filenames_signature``): ``filenames``, string [batch] of paths
+  read inside the graph (any gfile scheme). Off by default, because it lets whoever can call the
+  model make the server read any file it can reach; without it the graph has no op that reads one.
 
 Each returns, batch-major: ``words`` [B], ``top_words`` [B, K], ``scores`` [B, K]
 (log-probabilities), ``codes`` [B, T] (padded with -1) and ``sequence_lengths`` [B].
@@ -32,8 +37,10 @@ from tf_crnn.constants import (
     ASSETS_EXTRA,
     EVAL_RESULT_FILE,
     EXPORT_DIR,
+    EXPORT_LATEST,
     EXPORT_MANUAL,
     FILENAMES,
+    FRAME_LOG_PROBS,
     IMAGE_BYTES,
     IMAGES,
     IMAGES_WIDTHS,
@@ -42,6 +49,7 @@ from tf_crnn.constants import (
     SIGNATURE_BYTES,
     SIGNATURE_FILENAMES,
     SIGNATURE_IMAGES,
+    SIGNATURE_WITH_FRAMES,
 )
 from tf_crnn.precision import PRECISIONS
 from tf_crnn.predict import export_names
@@ -95,13 +103,18 @@ def export_saved_model(
             def signature(**tensors):
                 return tf.compat.v1.saved_model.predict_signature_def(tensors, outputs)
 
+            with_frames = {**outputs, FRAME_LOG_PROBS: spec.predictions[FRAME_LOG_PROBS]}
             signatures = {
                 SIGNATURE_BYTES: signature(**{IMAGE_BYTES: inputs.image_bytes}),
+                SIGNATURE_WITH_FRAMES: tf.compat.v1.saved_model.predict_signature_def(
+                    {IMAGE_BYTES: inputs.image_bytes}, with_frames
+                ),
                 SIGNATURE_IMAGES: signature(
                     **{IMAGES: inputs.images, IMAGES_WIDTHS: inputs.images_widths}
                 ),
-                SIGNATURE_FILENAMES: signature(**{FILENAMES: inputs.filenames}),
             }
+            if inputs.filenames is not None:
+                signatures[SIGNATURE_FILENAMES] = signature(**{FILENAMES: inputs.filenames})
             with tf.compat.v1.Session(graph=graph) as session:
                 tf.compat.v1.train.Saver().restore(session, checkpoint_path)
                 builder = tf.compat.v1.saved_model.Builder(temp_dir)
@@ -129,6 +142,31 @@ def export_saved_model(
             tf.io.gfile.rmtree(temp_dir)
         raise
     return final_dir
+
+
+def export_missing(
+    estimator: tf.estimator.Estimator,
+    exporters: list[tf.estimator.Exporter],
+    job_dir: str,
+    eval_result: dict[str, float],
+) -> None:
+    """Runs ``exporters`` on the newest checkpoint unless ``export/latest`` already holds it.
+
+    For a run that finds every step trained: the run that trained the last ones may have been
+    killed during its final export, and its job directory must still end with a servable model.
+    """
+    latest = os.path.join(job_dir, EXPORT_DIR, EXPORT_LATEST)
+    names = export_names(latest)
+    if names:
+        result_file = os.path.join(latest, max(names, key=int), ASSETS_EXTRA, EVAL_RESULT_FILE)
+        if tf.io.gfile.exists(result_file):
+            with tf.io.gfile.GFile(result_file) as f:
+                if int(json.load(f)["global_step"]) == eval_result["global_step"]:
+                    return
+    checkpoint = estimator.latest_checkpoint()
+    for exporter in exporters:
+        export_path = os.path.join(job_dir, EXPORT_DIR, exporter.name)
+        exporter.export(estimator, export_path, checkpoint, eval_result, True)
 
 
 class ServingExporter(tf.estimator.Exporter):
@@ -220,11 +258,19 @@ def main(argv: list[str] | None = None) -> int:
         "--precision", default=None, choices=PRECISIONS,
         help="Precision the SavedModel computes in; default: the run's export_precision setting.",
     )  # fmt: skip
+    parser.add_argument(
+        "--filenames-signature", default=None, action=argparse.BooleanOptionalAction,
+        help="Export the 'filenames' signature, which reads image paths on the server (anyone who "
+        "can call the model can then make it read any file it can reach); default: the run's "
+        "export_filenames_signature setting (off unless set).",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         params = load_job_params(args.job_dir)
         if args.precision:
             params = params.with_overrides({"export_precision": args.precision})
+        if args.filenames_signature is not None:
+            params = params.with_overrides({"export_filenames_signature": args.filenames_signature})
         checkpoint = resolve_checkpoint(args.job_dir, args.checkpoint)
     except (ExportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

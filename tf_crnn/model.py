@@ -13,6 +13,8 @@ from tf_crnn.alphabet import Alphabet
 from tf_crnn.config import Params
 
 ModeKeys = tf.estimator.ModeKeys
+# The file names of the training batch, for a hook that names them when the loss is not finite.
+BATCH_FILENAMES_TENSOR_NAME = "crnn_batch_filenames:0"
 
 
 def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator.EstimatorSpec:
@@ -57,6 +59,7 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
     loss = tf.reduce_mean(per_image_loss, name=constants.LOSS_TENSOR_NAME.split(":")[0])
 
     if training:
+        tf.identity(features[constants.FILENAMES], name=BATCH_FILENAMES_TENSOR_NAME.split(":")[0])
         # Keras layers used inside a model_fn do not register their moving-average updates.
         for batch_norm in model.batch_norms:
             for update in batch_norm.updates:
@@ -92,6 +95,8 @@ def _predict_spec(logits_time_major, sequence_lengths, features, alphabet: Alpha
         constants.SCORES: scores,
         constants.CODES: top_codes[:, 0],
         constants.SEQUENCE_LENGTHS: sequence_lengths,
+        # Batch-major, float32 like the logits under every precision policy (network.py).
+        constants.FRAME_LOG_PROBS: tf.nn.log_softmax(tf.transpose(logits_time_major, [1, 0, 2])),
         constants.FILENAMES: features[constants.FILENAMES],
     }
     # No export_outputs: SavedModels are built by export_model.py, with signatures of their own.

@@ -58,6 +58,16 @@ def time_steps(width):
     return tf.maximum(steps, 1) if isinstance(steps, tf.Tensor) else max(steps, 1)
 
 
+def required_time_steps(codes):
+    """The CTC time steps a label needs: one per unit, plus a blank between each pair of equal
+    adjacent units. One formula for Python sequences (the start-up check) and 1-D int tensors
+    (the input pipeline), like :func:`time_steps`."""
+    if isinstance(codes, tf.Tensor):
+        repeats = tf.reduce_sum(tf.cast(tf.equal(codes[1:], codes[:-1]), tf.int32))
+        return tf.size(codes) + repeats
+    return len(codes) + sum(1 for a, b in zip(codes, codes[1:]) if a == b)
+
+
 def _conv(filters, name, policy, kernel=3, padding="same", batch_norm=False):
     """A conv layer; one followed by batch norm has no bias and gets its ReLU after the norm."""
     activation = None if batch_norm else "relu"

@@ -28,19 +28,22 @@ from tf_crnn.constants import (
     ASSETS_EXTRA,
     CODES,
     EXPORT_DIR,
+    FRAME_LOG_PROBS,
     IMAGE_BYTES,
     IMAGES,
     IMAGES_WIDTHS,
     PADDING_CODE,
     PARAMS_FILE,
     SCORES,
+    SEQUENCE_LENGTHS,
     SIGNATURE_BYTES,
     SIGNATURE_IMAGES,
+    SIGNATURE_WITH_FRAMES,
     TOP_WORDS,
     WORDS,
 )
 from tf_crnn.csv_rows import DataError, read_csv_rows
-from tf_crnn.images import preprocess_image, to_model_channels
+from tf_crnn.images import max_serving_batch, preprocess_image, to_model_channels
 
 # How many of the worst predictions a labelled CSV run lists.
 WORST_SHOWN = 10
@@ -56,6 +59,8 @@ class Prediction:
     scores: list[float] = field(default_factory=list)
     error: str | None = None
     units: list[str] = field(default_factory=list)  # the best reading, unit by unit
+    # float32 [time steps, classes], the image's own steps only; when the Predictor keeps them.
+    frame_log_probs: np.ndarray | None = None
 
 
 def export_names(export_base: str) -> list[str]:
@@ -94,6 +99,11 @@ def find_saved_model(model_dir: str) -> str:
     return max(candidates)[1]
 
 
+def export_params(saved_model: str) -> Params:
+    """The settings a SavedModel was exported with (its ``assets.extra/params.json``)."""
+    return Params.from_json(os.path.join(saved_model, ASSETS_EXTRA, PARAMS_FILE))
+
+
 class Predictor:
     """Loads a SavedModel once and recognizes text in batches of paths, encoded bytes or arrays.
 
@@ -105,15 +115,33 @@ class Predictor:
         model_dir: a SavedModel, a folder of SavedModel versions (``export/best``), or a job
             directory (its newest export); see :func:`find_saved_model`.
         batch_size: images per model call; by default the model's own ``eval_batch_size``.
+        keep_frame_log_probs: fill each prediction's ``frame_log_probs`` (for lexicon decoding);
+            off by default because they cost ``time steps x classes`` floats per image.
+
+    Raises:
+        FileNotFoundError: no SavedModel at ``model_dir``.
+        ValueError: ``keep_frame_log_probs`` with a SavedModel exported without that output.
     """
 
-    def __init__(self, model_dir: str, batch_size: int | None = None):
+    def __init__(
+        self, model_dir: str, batch_size: int | None = None, keep_frame_log_probs: bool = False
+    ):
         self.path = find_saved_model(model_dir)
-        self.params = Params.from_json(os.path.join(self.path, ASSETS_EXTRA, PARAMS_FILE))
+        self.params = export_params(self.path)
         self.alphabet = Alphabet.from_params(self.params)
-        self.batch_size = batch_size or self.params.eval_batch_size
+        # Capped at what a served model takes in one call, which refuses a larger batch whole.
+        self.batch_size = min(
+            batch_size or self.params.eval_batch_size, max_serving_batch(self.params)
+        )
         self._model = tf.saved_model.load(self.path)
-        self._from_bytes = self._model.signatures[SIGNATURE_BYTES]
+        self.keep_frame_log_probs = keep_frame_log_probs
+        if keep_frame_log_probs and SIGNATURE_WITH_FRAMES not in self._model.signatures:
+            raise ValueError(
+                f"{self.path} has no {SIGNATURE_WITH_FRAMES} signature (exported by an older "
+                "tf_crnn): export it again with python -m tf_crnn.export_model --job-dir JOB_DIR"
+            )
+        bytes_signature = SIGNATURE_WITH_FRAMES if keep_frame_log_probs else SIGNATURE_BYTES
+        self._from_bytes = self._model.signatures[bytes_signature]
         self._from_images = self._model.signatures[SIGNATURE_IMAGES]
 
     def predict_files(self, paths: Sequence[str], progress: bool = False) -> list[Prediction]:
@@ -165,7 +193,10 @@ class Predictor:
         self, images: Sequence[np.ndarray], progress: bool = False
     ) -> list[Prediction]:
         """uint8 arrays [h, w] (gray) or [h, w, 3|4] (RGB, RGBA) -> predictions, preprocessed like
-        training."""
+        training. (Without frame log-probabilities: only the bytes path has a signature with them.)
+        """
+        if self.keep_frame_log_probs:
+            raise ValueError("frame log-probabilities come with predict_files, not predict_arrays")
         results: list[Prediction] = []
         for batch in self._batches(len(images), progress):
             channels = self.params.input_channels
@@ -219,6 +250,8 @@ class Predictor:
         top_words = outputs[TOP_WORDS].numpy()
         scores = outputs[SCORES].numpy()
         codes = outputs[CODES].numpy()
+        if self.keep_frame_log_probs:
+            frames, lengths = outputs[FRAME_LOG_PROBS].numpy(), outputs[SEQUENCE_LENGTHS].numpy()
         return [
             Prediction(
                 source,
@@ -226,6 +259,7 @@ class Predictor:
                 [w.decode("utf-8") for w in top_words[i]],
                 [float(s) for s in scores[i]],
                 units=[self.alphabet.units[code] for code in codes[i] if code != PADDING_CODE],
+                frame_log_probs=frames[i, : lengths[i]] if self.keep_frame_log_probs else None,
             )
             for i, source in enumerate(sources)
         ]
@@ -307,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def report_accuracy(
     alphabet: Alphabet, predictions: Sequence[Prediction], labels: Sequence[str]
-) -> None:
-    """Prints CER and word accuracy over the readable images, and the worst predictions."""
+) -> metrics.ErrorCounts:
+    """Prints CER and word accuracy over the readable images, and the worst predictions; returns
+    the counts they come from."""
     pairs = [(p, label) for p, label in zip(predictions, labels) if not p.error]
     # Unit by unit: with string_split_delimiter the joined text no longer says where units end.
     counts = metrics.ErrorCounts.of(
@@ -328,6 +363,7 @@ def report_accuracy(
         print("worst predictions (edits, image, prediction, label):")
         for distance, prediction, label in worst:
             print(f"  {distance}  {prediction.source}  {prediction.text!r}  {label!r}")
+    return counts
 
 
 if __name__ == "__main__":

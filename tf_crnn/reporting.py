@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from tf_crnn import cloud, constants, visualize
 from tf_crnn.alphabet import Alphabet
-from tf_crnn.checks import check_csv_files
 from tf_crnn.config import Params
+from tf_crnn.csv_rows import read_csv_rows
 from tf_crnn.data_handler import EVAL, input_fn
 
 # Evaluation results shown in the table, in this order, with their display names.
@@ -143,8 +143,6 @@ def write_samples_png(
     prediction is drawn as right.
     """
     alphabet = Alphabet.from_params(params)
-    rows = check_csv_files(eval_csv, params).rows
-    truths = {row.image_path: alphabet.decode(alphabet.encode(row.label)) for row in rows}
     paths, predictions = [], []
     for prediction in estimator.predict(
         lambda: input_fn(eval_csv, params, EVAL, batch_size=SAMPLES_SHOWN)
@@ -153,6 +151,11 @@ def write_samples_png(
         predictions.append(prediction[constants.WORDS].decode("utf-8"))
         if len(paths) == SAMPLES_SHOWN:
             break
+    truths = {}
+    for csv_file in eval_csv:
+        for row in read_csv_rows(csv_file, params.csv_delimiter).rows:
+            if row.image_path in paths:
+                truths.setdefault(row.image_path, alphabet.decode(alphabet.encode(row.label)))
     visualize.save_samples_png(path, paths, predictions, [truths[p] for p in paths])
 
 

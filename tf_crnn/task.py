@@ -26,14 +26,23 @@ from collections.abc import Sequence
 import tensorflow as tf
 from tensorflow.python.util import deprecation
 
-from tf_crnn import checks, cloud, cluster, demo, network, precision, reporting
+from tf_crnn import checks, cloud, cluster, demo, network, precision, reporting, skipped_rows
 from tf_crnn.alphabet import AlphabetError, with_resolved_alphabet
 from tf_crnn.config import Params, ParamsError
-from tf_crnn.constants import DEMO_DATA_DIR, EXPORT_BEST, EXPORT_LATEST, PARAMS_FILE, SAMPLES_PNG
+from tf_crnn.constants import (
+    DEMO_DATA_DIR,
+    EXPORT_BEST,
+    EXPORT_LATEST,
+    PARAMS_FILE,
+    SAMPLES_PNG,
+)
 from tf_crnn.csv_rows import DataError
 from tf_crnn.data_handler import EVAL, TRAIN, input_fn
-from tf_crnn.export_model import ServingExporter
-from tf_crnn.resume import check_resumable
+from tf_crnn.export_model import ServingExporter, export_missing
+from tf_crnn.job_files import JobDirError, JobDirLock
+from tf_crnn.numerical_faults import FiniteLossHook, FiniteWeightsGuard, NumericalFault
+from tf_crnn.preemption import Preempted, PreemptedAfterSave, SignalCatcher, StopOnSignalHook
+from tf_crnn.resume import check_resumable, prepare_checkpoints, read_saved_params
 from tf_crnn.setting_values import parse_key_values, read_settings_file
 
 logger = logging.getLogger("tf_crnn")
@@ -43,7 +52,7 @@ DEMO_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "demo.json")
 # Flag names kept from older tools and cloud conventions, as aliases of Params settings.
 FLAG_ALIASES = {"n_epochs": ["--num-epochs"], "eval_throttle_secs": ["--eval-interval"]}
 # The errors that mean "your settings or data", reported as one clear line.
-USER_ERRORS = (ParamsError, DataError, AlphabetError, precision.PrecisionError)
+USER_ERRORS = (ParamsError, DataError, AlphabetError, precision.PrecisionError, JobDirError)
 
 
 def train_and_evaluate(
@@ -64,6 +73,8 @@ def train_and_evaluate(
     Raises:
         ParamsError, DataError, PrecisionError: before training, naming the setting or the file
             and row.
+        Preempted: SIGTERM or SIGINT stopped training after a step; its checkpoint is saved.
+        NumericalFault: the loss or the weights stopped being finite; no checkpoint holds them.
     """
     # Before any TensorFlow op runs: MultiWorkerMirroredStrategy must configure the runtime first.
     tf_config = cluster.read_tf_config()
@@ -71,12 +82,17 @@ def train_and_evaluate(
     # Only to refuse, before any training, a precision that cannot run in this cluster.
     precision.resolve(params.precision, in_cluster=bool(tf_config.get("cluster")))
     cluster.check_batch_split(params, strategy)
-    train_rows = checks.check_csv_files(train_csv, params).rows
-    checks.check_csv_files(eval_csv, params)
-    if params.n_epochs:
-        params = params.with_overrides({"train_steps": params.steps_for_epochs(len(train_rows))})
-    estimator = cluster.build_estimator(params, job_dir, strategy, tf_config)
     chief = cluster.is_chief(tf_config)
+    train_checked = checks.check_csv_files(train_csv, params, job_dir, chief)
+    eval_checked = checks.check_csv_files(eval_csv, params, job_dir, chief)
+    if params.n_epochs:
+        steps = params.steps_for_epochs(train_checked.usable_rows)
+        params = params.with_overrides({"train_steps": steps})
+    # Damaged checkpoints are skipped (or the run stops), settings checked against the one to
+    # restore; or the weights to warm-start a new job directory from.
+    warm_start = prepare_checkpoints(params, job_dir, tf_config)
+    estimator = cluster.build_estimator(params, job_dir, strategy, tf_config, warm_start)
+    shard = cluster.data_shard(tf_config, strategy)
     params_path = os.path.join(job_dir, PARAMS_FILE)
     if chief:
         params.to_json(params_path)
@@ -89,43 +105,72 @@ def train_and_evaluate(
         params.train_steps, params.log_step_count_steps, params.train_batch_size
     )
     listener = reporting.EvalResultsListener()
+    # Tasks that train stop after a step on SIGTERM or SIGINT; the evaluator and a parameter server
+    # have nothing to save, and keep the default handlers.
+    task = tf_config.get("task", {})
+    signals = SignalCatcher(enabled=task.get("type") not in ("evaluator", "ps"))
     exporters = [
         listener,
         ServingExporter(EXPORT_LATEST, params, keep=params.exports_to_keep),
         ServingExporter(EXPORT_BEST, params, keep=params.best_exports_to_keep, best_only=True),
     ]
+
+    def train_input(input_context=None):
+        return input_fn(
+            train_csv,
+            params,
+            TRAIN,
+            input_context=input_context,
+            shard=shard,
+            job_dir=job_dir,
+            checked=train_checked,
+        )
+
     train_spec = tf.estimator.TrainSpec(
-        lambda input_context=None: input_fn(train_csv, params, TRAIN, input_context=input_context),
+        train_input,
         max_steps=params.train_steps,
-        hooks=[progress],
+        hooks=[progress, StopOnSignalHook(signals), FiniteLossHook(params, job_dir)],
+        # Called in this order after each save, before train_and_evaluate's own evaluation.
+        saving_listeners=[
+            FiniteWeightsGuard(params, job_dir),
+            PreemptedAfterSave(signals, job_dir),
+        ],
     )
     eval_spec = tf.estimator.EvalSpec(
-        lambda: input_fn(eval_csv, params, EVAL),
+        lambda: input_fn(eval_csv, params, EVAL, job_dir=job_dir, checked=eval_checked),
         steps=params.eval_steps or None,
         exporters=exporters,
         throttle_secs=params.eval_throttle_secs,
         start_delay_secs=params.eval_start_delay_secs,
     )
     start = time.time()
-    tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    with signals:
+        tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     wall_seconds = time.time() - start
+    task_name = None if chief else f"{task.get('type')} {task.get('index', 0)}"
+    # A signal that came after the last training step (during the final evaluation) or on a worker.
+    signals.raise_if_caught(job_dir, task_name, progress.last_step)
     if not chief:
         # Workers and the evaluator are done; the chief reports (a parameter server never gets
         # here).
-        task = tf_config["task"]
         print(
-            f"{task['type']} {task.get('index', 0)} finished after running "
-            f"{progress.local_steps} training steps",
-            flush=True,
+            f"{task_name} finished after running {progress.local_steps} training steps", flush=True
         )
         return {}
 
     estimator = cluster.single_process_estimator(params, job_dir)
     samples_path = os.path.join(job_dir, SAMPLES_PNG)
     reporting.write_samples_png(estimator, eval_csv, params, samples_path)
-    results = listener.latest or estimator.evaluate(
-        lambda: input_fn(eval_csv, params, EVAL), steps=params.eval_steps or None
-    )
+    results = listener.latest
+    if not results:
+        # Every step was trained before this run: evaluate, and export if the run that trained the
+        # last steps was killed before its export was complete.
+        results = estimator.evaluate(
+            lambda: input_fn(eval_csv, params, EVAL, job_dir=job_dir, checked=eval_checked),
+            steps=params.eval_steps or None,
+        )
+        if not tf_config.get("cluster"):
+            export_missing(estimator, exporters, job_dir, results)
     global_step = estimator.get_variable_value("global_step")
     summary = reporting.closing_summary(
         global_step, progress, wall_seconds, results, job_dir, samples_path
@@ -150,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     # Each hyperparameter-tuning trial trains in a folder of its own.
     job_dir = cloud.trial_job_dir(resolve_job_dir(args, demo_mode))
     tf.io.gfile.makedirs(job_dir)
+    lock = JobDirLock(job_dir)
     try:
+        # One trainer per job directory; in a cluster the chief holds the lock for every task.
+        if cluster.is_chief(cluster.read_tf_config()):
+            lock.acquire()
         if demo_mode:
             data_dir = os.path.join(job_dir, DEMO_DATA_DIR)
             logger.info("no --train-csv given: training on the embedded demo data in %s", data_dir)
@@ -162,6 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         logger.error("%s", error)
         return 2
+    except Preempted as stop:
+        logger.warning("%s", stop)
+        return stop.exit_status
+    except NumericalFault as fault:
+        logger.error("%s", fault)
+        return fault.exit_status
+    except tf.errors.OpError as error:
+        message = skipped_rows.bad_row_message(error)
+        if message is None:
+            raise
+        logger.error("stopped on a bad row (skip_bad_samples=true skips such rows): %s", message)
+        return 2
+    finally:
+        lock.release()
     return 0
 
 
@@ -271,7 +334,7 @@ def prepare_params(args: argparse.Namespace, job_dir: str, train_csv: Sequence[s
     with; what the command line changes is checked against the saved run.
     """
     saved_path = os.path.join(job_dir, PARAMS_FILE)
-    saved = Params.from_json(saved_path) if tf.io.gfile.exists(saved_path) else None
+    saved = read_saved_params(job_dir)
     config_file = args.config or (DEMO_CONFIG if saved is None and not args.train_csv else None)
     base = saved if saved is not None and not args.config else Params()
     file_settings = read_settings_file(config_file) if config_file else {}

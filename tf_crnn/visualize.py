@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_crnn.images import decode_image
+from tf_crnn.job_files import write_atomically
 
 CAPTION_HEIGHT = 18
 RIGHT = (0, 150, 0)  # BGR
@@ -77,12 +78,11 @@ def save_samples_png(
     path: str, image_paths: Sequence[str], predictions: Sequence[str], truths: Sequence[str]
 ) -> None:
     """Writes a :func:`samples_grid` of the images at ``image_paths`` to ``path`` (any gfile
-    scheme)."""
+    scheme), atomically."""
     # TensorFlow's decoder, like training: OpenCV reads no GIF.
     images = [decode_image(tf.io.read_file(p), 3).numpy()[..., ::-1] for p in image_paths]
     ok, encoded = cv2.imencode(".png", samples_grid(images, predictions, truths))
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(encoded.tobytes())
+    write_atomically(path, encoded.tobytes())
 
 
 def predictions_summary(images, widths, predicted_texts, true_texts) -> tf.Tensor:
