@@ -14,8 +14,11 @@ $(VENV)/.installed: setup.py pyproject.toml
 
 install: $(VENV)/.installed
 
+# Two pytest workers (pytest-xdist) by default: the suite waits on Python and on subprocesses as
+# much as on TensorFlow, so two keep two CPUs busy. The trained-job tests share one worker.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
 
 # ruff's linter and formatter, configured in pyproject.toml; `ruff format .` fixes the layout.
 lint: $(VENV)/.installed

@@ -31,7 +31,14 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "pyyaml>=5.1", "ruff>=0.8,<0.9", "scipy>=1.5"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout",
+            "pytest-xdist>=3",
+            "pyyaml>=5.1",
+            "ruff>=0.8,<0.9",
+            "scipy>=1.5",
+        ],
         "gpu": ["tensorflow[and-cuda]>=2.15,<2.16"],
         # hlp.iiit5k reads IIIT5K's MATLAB files (scipy.io.loadmat, simplify_cells since 1.5).
         "datasets": ["scipy>=1.5"],

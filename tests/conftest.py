@@ -35,6 +35,18 @@ from tf_crnn.demo import render_text_line
 JOB_TRAIN_STEPS = 300
 
 
+# Fixtures that need the trained job (directly or through another fixture).
+TRAINED_JOB_FIXTURES = {"job", "served", "predictor", "expected"}
+
+
+def pytest_collection_modifyitems(items):
+    """Under ``pytest -n`` (``make test``), every test of the trained job runs in one worker,
+    which trains it once; the other tests are spread over the workers one by one."""
+    for item in items:
+        if TRAINED_JOB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("trained_job"))
+
+
 @pytest.fixture
 def write_csv():
     """``write_csv(path, lines)``: writes ``lines`` (str, or bytes for exact content) joined by

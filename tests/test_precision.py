@@ -87,7 +87,9 @@ def test_each_policy_computes_the_network_in_its_dtype_and_the_loss_in_float32(
         losses = [session.run([spec.loss, spec.train_op])[0] for _ in range(3)]
         step = session.run(tf.compat.v1.train.get_global_step())
     assert all(0 < loss < float("inf") for loss in losses)
-    assert step == 3
+    # Dynamic loss scaling skips a step whose float16 gradients overflow (and halves the scale):
+    # with a random start, the first step may be one.
+    assert step == 3 or (policy_name == "mixed_float16" and 1 <= step < 3)
 
 
 BFLOAT16_CPU = Hardware(AVX2_ONLY | {"avx512f", "avx512_bf16"}, ())
