@@ -43,7 +43,10 @@ def pytest_collection_modifyitems(items):
     """Under ``pytest -n`` (``make test``), every test of the trained job runs in one worker,
     which trains it once; the other tests are spread over the workers one by one."""
     for item in items:
-        if TRAINED_JOB_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        # Parametrize arguments are listed too: an argument named "expected" is not the fixture.
+        fixtures -= set(getattr(getattr(item, "callspec", None), "params", {}))
+        if TRAINED_JOB_FIXTURES & fixtures:
             item.add_marker(pytest.mark.xdist_group("trained_job"))
 
 

@@ -41,6 +41,7 @@ from tf_crnn.images import decode_image, max_serving_batch, preprocess_image
 TRAIN = tf.estimator.ModeKeys.TRAIN
 EVAL = tf.estimator.ModeKeys.EVAL
 CODES = "codes"  # a row's label as alphabet codes
+KEEP = "keep"  # whether the row goes into a batch
 
 
 def input_fn(
@@ -89,9 +90,6 @@ def input_fn(
             shard = Shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
     rows = csv_row_dataset(csv_files, params.csv_delimiter, shard, interleave_files=training)
-    rows = rows.map(lambda row: {**row, CODES: alphabet.tf_encode(row[LABEL][tf.newaxis])[0]})
-    # Rows with units outside the alphabet were refused or counted by the start-up check.
-    rows = rows.filter(lambda row: tf.reduce_all(row[CODES] >= 0))
     if training:
         seed = params.random_seed + (shard.index if shard else 0)
         rows = rows.shuffle(params.shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
@@ -108,20 +106,24 @@ def input_fn(
     )
     account = skipped_rows.for_job_dir(job_dir)
 
-    def usable(sample):
-        """Whether to keep a loaded row; a row to drop goes through the account (which raises
-        to stop on it)."""
-        fits = network.required_time_steps(sample[CODES]) <= network.time_steps(sample[PREPARED][1])
-        keep = tf.logical_and(sample[LOADED], fits)
-        # A full start-up check has counted too-long labels already.
-        silent = tf.logical_and(sample[LOADED], checked.all_images_checked)
+    def encode_and_judge(sample):
+        """The label's codes, and whether to keep the row. A row to drop that nobody has counted
+        yet goes through the account, which raises to stop the run on it."""
+        codes = alphabet.tf_encode(sample[LABEL][tf.newaxis])[0]
+        known_units = tf.reduce_all(codes >= 0)
+        fits = network.required_time_steps(codes) <= network.time_steps(sample[PREPARED][1])
+        keep = sample[LOADED] & known_units & fits
+        # The start-up check has refused or counted rows with unknown units, and, when it
+        # decoded every image, labels too long for them.
+        counted = tf.logical_not(known_units) | (sample[LOADED] & checked.all_images_checked)
 
         def drop():
             row = [sample[CSV_FILE], sample[LINE_NUMBER], sample[IMAGE_PATH], sample[LOADED]]
             with tf.control_dependencies([tf.py_function(handle_dropped_row, row, tf.int32)]):
                 return tf.constant(False)
 
-        return tf.cond(tf.logical_or(keep, silent), lambda: keep, drop)
+        keep = tf.cond(keep | counted, lambda: keep, drop)
+        return {**sample, CODES: codes, KEEP: keep}
 
     def handle_dropped_row(csv_file, line_number, image_path, loaded):
         path = image_path.numpy().decode("utf-8")
@@ -138,7 +140,10 @@ def input_fn(
         features = {IMAGES: image, IMAGES_WIDTHS: fitted_width, FILENAMES: sample[IMAGE_PATH]}
         return features, sample[CODES]
 
-    dataset = samples.filter(usable).map(features_and_codes)
+    samples = samples.map(
+        encode_and_judge, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training
+    )
+    dataset = samples.filter(lambda sample: sample[KEEP]).map(features_and_codes)
     padding = ({IMAGES: 0.0, IMAGES_WIDTHS: 0, FILENAMES: ""}, PADDING_CODE)
     dataset = dataset.padded_batch(batch_size, padding_values=padding, drop_remainder=training)
     dataset = dataset.map(lambda features, codes: (features, dense_codes_to_sparse(codes)))
