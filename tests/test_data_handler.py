@@ -2,6 +2,7 @@
 inputs that feed an exported model through the same preprocessing."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,3 +266,43 @@ def test_serving_inputs_read_no_file_unless_asked_to():
 
     assert read_files(tiny_params()) == (False, False)
     assert read_files(tiny_params(export_filenames_signature=True)) == (True, True)
+
+
+def test_cache_decoded_images_decodes_each_image_once_and_augments_at_every_read(
+    tmp_path, write_csv
+):
+    for index in range(4):
+        write_image(tmp_path / f"{index}.png", np.full((32, 40), 50 * index, np.uint8))
+    csv = write_csv(tmp_path / "data.csv", [f"{index}.png;ab" for index in range(4)])
+    job_dir, cache = tmp_path / "job", tmp_path / "job" / "decoded_cache"
+    params = tiny_params(cache_decoded_images=True, data_augmentation=True)
+
+    def read(epochs):
+        dataset = input_fn(
+            csv, params, "train", batch_size=1, num_epochs=epochs, job_dir=str(job_dir)
+        )
+        return concatenated(dataset, params)
+
+    read(1)
+    (index_file,) = cache.glob("train-*.index")
+    prefix = str(index_file)[: -len(".index")]
+    # As a writer killed in its first epoch leaves the cache: no index, a lock and a partial file.
+    for done in cache.glob("train-*"):
+        done.unlink()
+    Path(prefix + "_0.lockfile").write_text("")
+    Path(prefix + "_0.data-00000-of-00001.tempstate123").write_text("partial")
+    read(1)
+    assert sorted(path.name for path in cache.iterdir()) == sorted(
+        os.path.basename(prefix) + suffix for suffix in (".index", ".data-00000-of-00001")
+    )
+    for index in range(4):
+        (tmp_path / f"{index}.png").unlink()  # from now on only the cache has the images
+    features, texts = read(2)
+    assert texts == ["ab"] * 8
+    names = sorted(os.path.basename(name.decode()) for name in features["filenames"])
+    assert names == sorted([f"{index}.png" for index in range(4)] * 2)
+    # Augmented afresh: an image differs between its two reads.
+    by_name = {}
+    for name, image in zip(features["filenames"], features["images"]):
+        by_name.setdefault(name, []).append(image)
+    assert any(not np.array_equal(*images) for images in by_name.values())

@@ -9,14 +9,13 @@ that does not split) are tested in test_cluster.py; the one here needs two logic
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import tensorflow as tf
-from helpers import job_args, tiny_flags
+from helpers import free_ports, job_args, tiny_flags
 
 from tf_crnn.demo import generate_demo_dataset
 
@@ -38,16 +37,6 @@ def data(tmp_path_factory):
     return generate_demo_dataset(
         str(tmp_path_factory.mktemp("data")), num_train=64, num_eval=16, seed=9, progress=False
     )
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def task_args(job_dir, data, steps, *extra):

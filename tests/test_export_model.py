@@ -7,6 +7,7 @@ goes through the training preprocessing.
 
 import base64
 import json
+import logging
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_same_predictions, digit_line, encode
+from helpers import assert_same_predictions, digit_line, encode, tiny_params
 from tensorflow.python.tools import saved_model_utils
 
 from tf_crnn import data_handler, export_model, network
@@ -437,3 +438,16 @@ def test_exports_compute_in_the_export_precision_not_the_training_one(job, tmp_p
     assert conv_dtypes(bfloat16) == {"bfloat16"}
     with open(os.path.join(bfloat16, "assets.extra", "params.json")) as f:
         assert json.load(f)["precision"] == "mixed_bfloat16"
+
+
+def test_an_evaluator_whose_checkpoint_was_deleted_skips_its_export(tmp_path, caplog, monkeypatch):
+    """An evaluator lagging behind the chief may find its checkpoint rotated away."""
+    monkeypatch.setattr(logging.getLogger("tf_crnn"), "propagate", True)
+    exporter = export_model.ServingExporter("latest", tiny_params(), keep=2)
+    gone = str(tmp_path / "model.ckpt-7")
+    export_dir = str(tmp_path / "export")
+    with caplog.at_level(logging.WARNING, logger="tf_crnn"):
+        result = {"cer": 0.5, "global_step": 7}
+        assert exporter.export(None, export_dir, gone, result, False) is None
+    assert f"{gone} was deleted before it could be exported; skipped" in caplog.text
+    assert not tf.io.gfile.glob(os.path.join(export_dir, "*", "saved_model.pb"))

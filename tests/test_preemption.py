@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TaskProcess, job_args, tiny_flags
+from helpers import TaskProcess, free_ports, job_args, tiny_flags
 
 from tf_crnn import task
 from tf_crnn.demo import generate_demo_dataset
@@ -29,16 +28,6 @@ def data(tmp_path_factory):
     return generate_demo_dataset(
         str(tmp_path_factory.mktemp("data")), num_train=32, num_eval=8, seed=4, progress=False
     )
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.mark.distributed

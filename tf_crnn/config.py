@@ -91,6 +91,9 @@ class Params:
         "the sources above and saved with the run).")
     # --- augmentation (TRAIN only; each is off at 0) ----------------------------------------------
     data_augmentation: bool = _doc(True, "Master switch for training-time augmentation.")
+    cache_decoded_images: bool = _doc(False, "Keep every image decoded and fitted after its first "
+        "read, in a tf.data cache under the job directory's decoded_cache/ (augmentation still "
+        "runs at every read): for data sets whose image decoding is the bottleneck.")
     aug_rotation_max_degrees: float = _doc(1.5, "Random rotation in [-x, x] degrees.")
     aug_shear_max: float = _doc(0.15, "Random horizontal shear (slant) factor in [-x, x].")
     aug_padding_max: float = _doc(0.1, "Random margins up to x times the image height on each "

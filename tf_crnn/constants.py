@@ -15,6 +15,7 @@ ASSETS_EXTRA = "assets.extra"  # inside a SavedModel: PARAMS_FILE and EVAL_RESUL
 EVAL_RESULT_FILE = "eval_result.json"  # the evaluation an export was made after
 SAMPLES_PNG = "samples.png"  # evaluation images captioned with their predictions
 SKIPPED_ROWS_FILE = "skipped_rows.csv"  # rows the input pipeline dropped while training
+DECODED_CACHE_DIR = "decoded_cache"  # images kept decoded by cache_decoded_images
 DATA_CHECK_FILE = "data_check.json"  # the start-up check's results, reused by restarts and workers
 DEMO_DATA_DIR = "data"  # where the demo data set is generated when no CSV is given
 

@@ -18,6 +18,8 @@ the run naming file and row, or with ``skip_bad_samples`` is skipped and counted
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ from tf_crnn.alphabet import Alphabet
 from tf_crnn.checks import TOO_LONG, CheckedRows, check_csv_files
 from tf_crnn.config import Params
 from tf_crnn.constants import (
+    DECODED_CACHE_DIR,
     FILENAMES,
     IMAGE_BYTES,
     IMAGES,
@@ -36,7 +39,7 @@ from tf_crnn.constants import (
 )
 from tf_crnn.csv_dataset import CSV_FILE, IMAGE_PATH, LABEL, LINE_NUMBER, Shard, csv_row_dataset
 from tf_crnn.image_loading import LOADED, PREPARED, describe_image_problem, load_images
-from tf_crnn.images import decode_image, max_serving_batch, preprocess_image
+from tf_crnn.images import augment_fitted, decode_image, max_serving_batch, preprocess_image
 
 TRAIN = tf.estimator.ModeKeys.TRAIN
 EVAL = tf.estimator.ModeKeys.EVAL
@@ -90,20 +93,37 @@ def input_fn(
             shard = Shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
     rows = csv_row_dataset(csv_files, params.csv_delimiter, shard, interleave_files=training)
-    if training:
-        seed = params.random_seed + (shard.index if shard else 0)
-        rows = rows.shuffle(params.shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
-        rows = rows.repeat(num_epochs)
-
+    seed = params.random_seed + (shard.index if shard else 0)
     height, width = params.input_shape
     no_image = (tf.zeros([height, width, params.input_channels]), tf.constant(0, tf.int32))
-    samples = load_images(
-        rows,
-        params.input_channels,
-        prepare=lambda image: preprocess_image(image, params, training),
-        failed_value=no_image,
-        deterministic=not training,
-    )
+    if params.cache_decoded_images:
+        # Fitted once, in file order, into the cache; shuffled and augmented at every read.
+        samples = load_images(
+            rows,
+            params.input_channels,
+            prepare=lambda image: preprocess_image(image, params),
+            failed_value=no_image,
+        )
+        samples = samples.cache(_decoded_cache_prefix(csv_files, params, mode, shard, job_dir))
+        if training:
+            samples = samples.shuffle(params.shuffle_buffer_size, seed, True).repeat(num_epochs)
+            if params.data_augmentation:
+                samples = samples.map(
+                    lambda sample: _augmented(sample, params),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=False,
+                )
+    else:
+        if training:
+            rows = rows.shuffle(params.shuffle_buffer_size, seed, reshuffle_each_iteration=True)
+            rows = rows.repeat(num_epochs)
+        samples = load_images(
+            rows,
+            params.input_channels,
+            prepare=lambda image: preprocess_image(image, params, training),
+            failed_value=no_image,
+            deterministic=not training,
+        )
     account = skipped_rows.for_job_dir(job_dir)
 
     def encode_and_judge(sample):
@@ -148,6 +168,37 @@ def input_fn(
     dataset = dataset.padded_batch(batch_size, padding_values=padding, drop_remainder=training)
     dataset = dataset.map(lambda features, codes: (features, dense_codes_to_sparse(codes)))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _augmented(sample: dict, params: Params) -> dict:
+    """A cached sample with its fitted image augmented (a failed one has no content to augment)."""
+    image, fitted_width = sample[PREPARED]
+    image = tf.cond(
+        sample[LOADED], lambda: augment_fitted(image, fitted_width, params), lambda: image
+    )
+    return {**sample, PREPARED: (image, fitted_width)}
+
+
+def _decoded_cache_prefix(csv_files, params: Params, mode: str, shard, job_dir) -> str:
+    """Where ``cache_decoded_images`` keeps this pipeline's images ("": in memory, without a job
+    directory), named after what its content depends on, so that an edited CSV or another input
+    shape gets a cache of its own.
+
+    A cache whose writer was killed leaves a lock file and a partial file behind, which would stop
+    the next writer; one trainer owns a job directory (its lock), so they are removed here.
+    """
+    if job_dir is None:
+        return ""
+    versions = [(tf.io.gfile.stat(f).mtime_nsec, tf.io.gfile.stat(f).length) for f in csv_files]
+    content = [list(csv_files), versions, params.csv_delimiter, params.input_shape]
+    content += [params.input_channels, shard.count if shard else 1, shard.index if shard else 0]
+    digest = hashlib.sha1(json.dumps(content).encode("utf-8")).hexdigest()[:16]
+    folder = f"{job_dir.rstrip('/')}/{DECODED_CACHE_DIR}"
+    tf.io.gfile.makedirs(folder)
+    prefix = f"{folder}/{mode}-{digest}"
+    for unfinished in tf.io.gfile.glob(f"{prefix}_*"):
+        tf.io.gfile.remove(unfinished)
+    return prefix
 
 
 def dense_codes_to_sparse(codes: tf.Tensor) -> tf.SparseTensor:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -53,6 +54,8 @@ from tf_crnn.constants import (
 )
 from tf_crnn.precision import PRECISIONS
 from tf_crnn.predict import export_names
+
+logger = logging.getLogger("tf_crnn")
 
 
 class ExportError(RuntimeError):
@@ -190,7 +193,15 @@ class ServingExporter(tf.estimator.Exporter):
         cer = float(eval_result["cer"])
         if self._best_only and len(kept) >= self._keep and cer >= max(c for _, c in kept):
             return None
-        path = export_saved_model(checkpoint_path, self._params, export_path, eval_result)
+        try:
+            path = export_saved_model(checkpoint_path, self._params, export_path, eval_result)
+        except (ValueError, tf.errors.NotFoundError):
+            if tf.io.gfile.exists(checkpoint_path + ".index"):
+                raise
+            # An evaluator that lags behind the chief can find its checkpoint already deleted
+            # (keep_checkpoint_max): it moves on to a newer one instead of dying.
+            logger.warning("%s was deleted before it could be exported; skipped", checkpoint_path)
+            return None
         kept.append((path, cer))
 
         def rank(item):

@@ -237,19 +237,32 @@ def preprocess_image(image: tf.Tensor, params: Params, training: bool = False):
     Returns:
         (float32 [H, W, C] pixels, int32 width of the content before padding).
     """
-    target_height, target_width = params.input_shape
+    target_height = params.input_shape[0]
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     new_width = fitted_width(height, width, params.input_shape)
     # A multiply, not / 255: graph optimizers rewrite the division so, and serving must match
     # training bit for bit.
     image = tf.image.resize(image, [target_height, new_width], method="bilinear", antialias=True)
-    image = image * (1 / 255)
+    image = tf.clip_by_value(image * (1 / 255), 0.0, 1.0)
+    image = _pad_to_input_width(image, new_width, params)
     if training and params.data_augmentation:
-        image = augment(image, params)
-    image = tf.clip_by_value(image, 0.0, 1.0)
-    image = tf.pad(image, [[0, 0], [0, target_width - new_width], [0, 0]])
-    image.set_shape([target_height, target_width, params.input_channels])
+        image = augment_fitted(image, new_width, params)
     return image, new_width
+
+
+def augment_fitted(image: tf.Tensor, width: tf.Tensor, params: Params) -> tf.Tensor:
+    """Augments the content (the first ``width`` columns) of a fitted [H, W, C] image, padded
+    again. Apart from the fitting, so that fitted images kept in a cache (``cache_decoded_images``)
+    are augmented afresh at every read."""
+    content = tf.clip_by_value(augment(image[:, :width], params), 0.0, 1.0)
+    return _pad_to_input_width(content, width, params)
+
+
+def _pad_to_input_width(content: tf.Tensor, width: tf.Tensor, params: Params) -> tf.Tensor:
+    target_height, target_width = params.input_shape
+    image = tf.pad(content, [[0, 0], [0, target_width - width], [0, 0]])
+    image.set_shape([target_height, target_width, params.input_channels])
+    return image
 
 
 def max_serving_batch(params: Params) -> int:
