@@ -106,7 +106,9 @@ def input_fn(
         )
         samples = samples.cache(_decoded_cache_prefix(csv_files, params, mode, shard, job_dir))
         if training:
-            samples = samples.shuffle(params.shuffle_buffer_size, seed, True).repeat(num_epochs)
+            samples = samples.shuffle(
+                params.shuffle_buffer_size, seed, reshuffle_each_iteration=True
+            ).repeat(num_epochs)
             if params.data_augmentation:
                 samples = samples.map(
                     lambda sample: _augmented(sample, params),
