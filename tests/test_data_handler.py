@@ -183,7 +183,8 @@ def test_the_graph_does_not_grow_with_the_number_of_rows(tmp_path, write_csv, go
             tf.compat.v1.data.make_one_shot_iterator(input_fn(csv, params, "train")).get_next()
         return len(graph.as_graph_def().SerializeToString())
 
-    assert graph_bytes("a", 10) == graph_bytes("b", 3000)
+    # The rows as constants would add about 100 bytes each; a few bytes vary with op names.
+    assert abs(graph_bytes("a", 10) - graph_bytes("b", 3000)) < 100
 
 
 def test_an_image_gone_bad_after_the_check_stops_naming_file_and_row(tmp_path, write_csv):
