@@ -109,6 +109,40 @@ def test_exporters_keep_the_newest_and_the_lowest_cer_exports(job, tmp_path):
     assert int(first) < int(third) < int(fourth) < int(fifth) < int(newest)
 
 
+def test_the_best_exporter_copies_the_latest_export_of_the_same_checkpoint(
+    job, tmp_path, monkeypatch
+):
+    latest = export_model.ServingExporter("latest", job.params, keep=1)
+    best = export_model.ServingExporter(
+        "best", job.params, keep=1, best_only=True, copy_from=latest
+    )
+    result = {"cer": 0.25, "global_step": 7}
+    made = latest.export(None, str(tmp_path / "latest"), job.checkpoint, result, False)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the SavedModel was built again")
+
+    monkeypatch.setattr(export_model, "export_saved_model", no_build)
+    copied = best.export(None, str(tmp_path / "best"), job.checkpoint, result, False)
+    assert os.path.dirname(copied) == str(tmp_path / "best")
+
+    def files(root):
+        return {
+            os.path.relpath(os.path.join(folder, name), root): open(
+                os.path.join(folder, name), "rb"
+            ).read()
+            for folder, _, names in os.walk(root)
+            for name in names
+        }
+
+    assert files(copied) == files(made)
+    assert os.listdir(tmp_path / "best") == [os.path.basename(copied)]  # no temp- folder left
+    # Another checkpoint than the one "latest" holds is built, not copied.
+    other = job.checkpoint.rsplit("-", 1)[0] + "-0"
+    with pytest.raises(AssertionError, match="built again"):
+        best.export(None, str(tmp_path / "best"), other, {"cer": 0.1, "global_step": 0}, False)
+
+
 def test_signatures_take_bytes_or_images_and_give_batch_major_words(job, served):
     # filenames only on request
     assert set(served.signatures) == {"serving_default", "images", "with_frame_log_probs"}

@@ -109,11 +109,11 @@ def train_and_evaluate(
     # have nothing to save, and keep the default handlers.
     task = tf_config.get("task", {})
     signals = SignalCatcher(enabled=task.get("type") not in ("evaluator", "ps"))
-    exporters = [
-        listener,
-        ServingExporter(EXPORT_LATEST, params, keep=params.exports_to_keep),
-        ServingExporter(EXPORT_BEST, params, keep=params.best_exports_to_keep, best_only=True),
-    ]
+    latest = ServingExporter(EXPORT_LATEST, params, keep=params.exports_to_keep)
+    best = ServingExporter(
+        EXPORT_BEST, params, keep=params.best_exports_to_keep, best_only=True, copy_from=latest
+    )
+    exporters = [listener, latest, best]
 
     def train_input(input_context=None):
         return input_fn(
