@@ -39,15 +39,32 @@ JOB_TRAIN_STEPS = 300
 TRAINED_JOB_FIXTURES = {"job", "served", "predictor", "expected"}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Under ``pytest -n`` (``make test``), every test of the trained job runs in one worker,
-    which trains it once; the other tests are spread over the workers one by one."""
+    which trains it once; the other tests are spread over the workers one by one.
+
+    ``tryfirst``: pytest-xdist reads the group markers in a hook of its own, which otherwise runs
+    first and finds none of ours, and the job would be trained in both workers."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         # Parametrize arguments are listed too: an argument named "expected" is not the fixture.
         fixtures -= set(getattr(getattr(item, "callspec", None), "params", {}))
         if TRAINED_JOB_FIXTURES & fixtures:
             item.add_marker(pytest.mark.xdist_group("trained_job"))
+
+
+def pytest_collection_finish(session):
+    """Stops a ``make test`` whose pytest-xdist would not keep the trained-job tests together: the
+    suite would still pass, but train the shared job in both workers and run a minute longer."""
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if session.config.getoption("loadgroup", False) and grouped:
+        if not all(item.nodeid.endswith("@trained_job") for item in grouped):
+            pytest.exit(
+                "pytest-xdist did not group the trained-job tests (pytest-xdist#1386): "
+                "install the pytest version setup.py's test extra asks for",
+                returncode=4,
+            )
 
 
 @pytest.fixture
