@@ -24,6 +24,8 @@ FIGURES = [
     # 3 bare tf.function training, and the ratio to the Estimator
     "train_bare_images_per_s",
     "estimator_over_bare",
+    "train_bare_fed_images_per_s",
+    "estimator_over_bare_fed",
     # 4 SavedModel inference
     "infer_bytes_images_per_s",
     "infer_float_images_per_s",
@@ -31,6 +33,8 @@ FIGURES = [
     "latency_batch1_median_ms",
     "latency_batch1_p90_ms",
     "float_signature_over_direct",
+    "infer_greedy_images_per_s",
+    "greedy_signature_over_direct",
     "bytes_over_float",
     "export_s",
     "savedmodel_load_s",

@@ -170,6 +170,9 @@ def test_unknown_key_lists_the_valid_keys(tmp_path):
         ({"learning_rate_schedule": "cosine", "learning_decay_rate": 0.5}, "learning_decay_rate"),
         ({"learning_decay_staircase": True}, "learning_decay_staircase"),
         ({"learning_decay_steps": 100}, "learning_decay_steps"),
+        ({"decoder": "prefix"}, "decoder"),
+        ({"decoder": "greedy", "beam_width": 20}, "beam_width"),
+        ({"decoder": "greedy", "num_beam_paths": 1}, "num_beam_paths"),
     ],
 )
 def test_impossible_values_are_rejected_naming_the_key(values, key):
@@ -233,3 +236,10 @@ def test_overrides_convert_to_the_settings_type_not_the_current_values():
     updated = params.with_key_values(["n_epochs=0.5", "learning_rate=0.25"])
     assert (updated.n_epochs, updated.learning_rate) == (0.5, 0.25)
     assert params.with_overrides({"learning_rate": 3}).learning_rate == 3.0
+
+
+def test_with_decoder_greedy_drops_the_beam_settings_that_no_longer_apply():
+    beam = Params.from_dict({"beam_width": 20, "num_beam_paths": 5})
+    greedy = beam.with_decoder("greedy")
+    assert (greedy.decoder, greedy.beam_width, greedy.num_beam_paths) == ("greedy", 10, 3)
+    assert beam.with_decoder("beam") == beam

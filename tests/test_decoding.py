@@ -36,6 +36,23 @@ def test_beam_search_and_greedy_agree_on_confident_outputs():
         assert [c for c in greedy_value[b] if c >= 0] == expected
 
 
+def test_best_path_decode_gives_the_greedy_codes_and_the_best_paths_log_probability():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 9, 5)).astype(np.float32)  # batch-major, blank = 4
+    lengths = np.array([9, 5, 1], np.int32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        time_major = tf.transpose(tf.constant(logits), [1, 0, 2])
+        greedy = decoding.greedy_decode(time_major, lengths)
+        codes, scores = session.run(decoding.best_path_decode(time_major, lengths))
+        greedy_value = session.run(greedy)
+    assert codes.shape == (3, 1, 9) and scores.shape == (3, 1)
+    np.testing.assert_array_equal(codes[:, 0], greedy_value)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    for b in range(3):
+        best = log_probs[b, : lengths[b]].max(axis=-1).sum()
+        np.testing.assert_allclose(scores[b, 0], best, rtol=1e-5)
+
+
 def test_codes_are_padded_with_minus_one_to_the_time_steps_and_keep_code_zero():
     blank = 3
     # "0 0 blank 0" reads as [0, 0]; an image of 2 steps that reads nothing; "1 1 2 2" as [1, 2].

@@ -474,6 +474,37 @@ def test_exports_compute_in_the_export_precision_not_the_training_one(job, tmp_p
         assert json.load(f)["precision"] == "mixed_bfloat16"
 
 
+def test_a_greedy_export_reads_the_best_path_of_the_frames_with_one_word_per_image(
+    job, lines, tmp_path, capsys
+):
+    assert export_model.main(
+        ["--job-dir", job.job_dir, "--export-dir", str(tmp_path), "--decoder", "greedy"]
+    ) == 0  # fmt: skip
+    (greedy_dir,) = tf.io.gfile.glob(str(tmp_path / "*"))
+    with open(os.path.join(greedy_dir, "assets.extra", "params.json")) as f:
+        assert json.load(f)["decoder"] == "greedy"
+    greedy = tf.saved_model.load(greedy_dir).signatures
+    image_bytes = tf.constant(lines.contents[:16])
+    outputs = greedy["with_frame_log_probs"](image_bytes=image_bytes)
+    assert outputs["top_words"].shape == (16, 1) and outputs["scores"].shape == (16, 1)
+    # The words are the frames' best path, collapsed by hand; the score is its log-probability.
+    units = job.params.alphabet_units
+    blank = len(units)
+    frames = outputs["frame_log_probs"].numpy()
+    for i, length in enumerate(outputs["sequence_lengths"].numpy()):
+        best = frames[i, :length].argmax(axis=-1)
+        kept = [c for t, c in enumerate(best) if c != blank and (t == 0 or c != best[t - 1])]
+        assert outputs["words"][i].numpy().decode() == "".join(units[c] for c in kept)
+        expected_score = frames[i, :length].max(axis=-1).sum()
+        np.testing.assert_allclose(outputs["scores"][i, 0], expected_score, rtol=1e-4)
+    np.testing.assert_array_equal(outputs["words"], outputs["top_words"][:, 0])
+    # The default export of the same model reads these lines alike (it learned them), with three.
+    beam = tf.saved_model.load(job.export).signatures["serving_default"](image_bytes=image_bytes)
+    assert beam["top_words"].shape == (16, 3)
+    agreeing = np.mean(beam["words"].numpy() == outputs["words"].numpy())
+    assert agreeing >= 0.9, agreeing
+
+
 def test_an_evaluator_whose_checkpoint_was_deleted_skips_its_export(tmp_path, caplog, monkeypatch):
     """An evaluator lagging behind the chief may find its checkpoint rotated away."""
     monkeypatch.setattr(logging.getLogger("tf_crnn"), "propagate", True)

@@ -234,6 +234,9 @@ def benchmark(args: argparse.Namespace) -> dict:
     os.makedirs(workdir, exist_ok=True)
     try:
         spec = build_spec(args, workdir)
+        # A kept --workdir may be reused: training must start from step 0, not find its steps done.
+        for job_dir in spec["job_dir"].values():
+            shutil.rmtree(job_dir, ignore_errors=True)
         counts = spec["counts"]
         params = Params().with_overrides(spec["settings"], source="the benchmark settings")
         started = time.perf_counter()

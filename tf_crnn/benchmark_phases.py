@@ -183,7 +183,14 @@ def phase_bare(api: Api, spec: dict) -> dict:
     optimizer = tf.keras.optimizers.Adam(params.learning_rate)
     optimizer.build(network.trainable_variables)
 
-    @tf.function
+    # One trace for every batch: the pipeline's labels are as long as each batch's longest.
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, height, width, params.input_channels], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+            tf.SparseTensorSpec([None, None], tf.int32),
+        ]
+    )
     def train_step(images, lengths, labels):
         with tf.GradientTape() as tape:
             logits = network(images, lengths, training=True)
@@ -204,17 +211,29 @@ def phase_bare(api: Api, spec: dict) -> dict:
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
-    start = time.perf_counter()
-    for _ in range(counts["train_warmup"]):
-        train_step(images, lengths, labels).numpy()
-    warm = time.perf_counter()
-    for _ in range(counts["train_steps"]):
-        train_step(images, lengths, labels).numpy()
-    end = time.perf_counter()
-    return {
-        "images_per_s": counts["train_steps"] * batch / (end - warm),
-        "startup_and_warmup_s": warm - start,
-    }
+    def images_per_s(batches) -> tuple[float, float]:
+        """(images/s after the warm-up steps, seconds of the warm-up) of train_step on batches."""
+        start = time.perf_counter()
+        for _ in range(counts["train_warmup"]):
+            train_step(*next(batches)).numpy()
+        warm = time.perf_counter()
+        for _ in range(counts["train_steps"]):
+            train_step(*next(batches)).numpy()
+        return counts["train_steps"] * batch / (time.perf_counter() - warm), warm - start
+
+    def the_same_batch():
+        while True:
+            yield images, lengths, labels
+
+    def from_the_pipeline():
+        dataset = api.data_handler.input_fn([spec["train_csv"]], params, "train")
+        for features, codes in dataset:
+            widths = tf.cast(features["images_widths"], tf.int32)
+            yield features["images"], api.time_steps(widths), tf.cast(codes, tf.int32)
+
+    in_memory, warmup_s = images_per_s(the_same_batch())
+    fed, _ = images_per_s(from_the_pipeline())
+    return {"images_per_s": in_memory, "startup_and_warmup_s": warmup_s, "fed_images_per_s": fed}
 
 
 def phase_infer(api: Api, spec: dict) -> dict:
@@ -232,6 +251,12 @@ def phase_infer(api: Api, spec: dict) -> dict:
     loaded = tf.saved_model.load(export_dir)
     load_s = time.perf_counter() - exported
     by_bytes, by_images = loaded.signatures["serving_default"], loaded.signatures["images"]
+    greedy = None
+    if hasattr(params, "decoder"):  # a compared older checkout may only have beam search
+        greedy_dir = api.export_model.export_saved_model(
+            checkpoint, params.with_decoder("greedy"), os.path.join(job_dir, "export", "greedy")
+        )
+        greedy = tf.saved_model.load(greedy_dir).signatures["images"]
 
     batch = params.eval_batch_size
     features, _labels = next(iter(api.data_handler.input_fn([spec["eval_csv"]], params, "eval")))
@@ -240,16 +265,23 @@ def phase_infer(api: Api, spec: dict) -> dict:
     encoded = tf.constant([tf.io.read_file(path).numpy() for path in features["filenames"][:batch]])
     one_image = encoded[:1]
 
-    network = api.network(params, api.Alphabet.from_params(params).num_classes)
+    # The network alone, in the precision the export computes in (export_precision, where the
+    # checkout has it), so that float/direct is the price of the signature and nothing else.
+    exported_params = params
+    if hasattr(params, "export_precision"):
+        exported_params = params.with_overrides({"precision": params.export_precision})
+    network = api.network(exported_params, api.Alphabet.from_params(params).num_classes)
     direct = tf.function(lambda images, widths: network(images, api.time_steps(widths)))
 
-    # The three ways take turns, one batch each, and each way's rate is from its median batch: a
-    # load that comes and goes on a shared machine then hits all three alike, and outliers not.
+    # The ways take turns, one batch each, and each way's rate is from its median batch: a
+    # load that comes and goes on a shared machine then hits every way alike, and outliers not.
     ways = {
         "bytes": lambda: by_bytes(image_bytes=encoded),
         "float": lambda: by_images(images=images, images_widths=widths),
         "direct": lambda: direct(images, widths).numpy(),
     }
+    if greedy is not None:
+        ways["greedy"] = lambda: greedy(images=images, images_widths=widths)
     seconds = {way: [] for way in ways}
     for round_ in range(counts["infer_warmup"] + counts["infer_batches"]):
         for way, call in ways.items():
@@ -258,6 +290,7 @@ def phase_infer(api: Api, spec: dict) -> dict:
             if round_ >= counts["infer_warmup"]:
                 seconds[way].append(time.perf_counter() - begin)
     result = {"export_s": exported - start, "load_s": load_s}
+    result["precision"] = api.precision(exported_params)
     for way, times in seconds.items():
         result[f"{way}_images_per_s"] = int(images.shape[0]) / statistics.median(times)
     for _ in range(counts["latency_warmup"]):
@@ -297,7 +330,7 @@ def run_phase(phase: str, spec_path: str) -> int:
     quiet_tensorflow(api.tf)
     result = PHASE_FUNCTIONS[phase](api, spec)
     result["tf_crnn_file"] = api.file
-    result["precision"] = api.precision(_params(api, spec))
+    result.setdefault("precision", api.precision(_params(api, spec)))
     result["ignored_settings"] = api.ignored_settings
     print(json.dumps(result), flush=True)
     return 0

@@ -101,8 +101,10 @@ def _figures(phases: dict, flops: dict, peaks: dict[str, float]) -> dict[str, fl
     Fractions of peak are of the matmul peak in the dtype that checkout's network computes in.
     """
     figures = {}
-    precision = next(iter(phases.values()))["precision"]
-    peak = peaks.get(compute_dtype(precision), peaks["float32"])
+
+    def peak(phase: str) -> float:
+        return peaks.get(compute_dtype(phases[phase]["precision"]), peaks["float32"])
+
     forward, train_flops = flops["total"], 3 * flops["total"]
     if "pipeline" in phases:
         figures["pipeline_augmented_images_per_s"] = phases["pipeline"]["augmented_images_per_s"]
@@ -112,14 +114,19 @@ def _figures(phases: dict, flops: dict, peaks: dict[str, float]) -> dict[str, fl
         figures["train_estimator_images_per_s"] = ips
         figures["train_estimator_startup_s"] = phases["train"]["startup_and_warmup_s"]
         figures["train_estimator_gflops"] = ips * train_flops / 1e9
-        figures["train_estimator_fraction_of_peak"] = ips * train_flops / 1e9 / peak
+        figures["train_estimator_fraction_of_peak"] = ips * train_flops / 1e9 / peak("train")
     if "bare" in phases:
         ips = phases["bare"]["images_per_s"]
         figures["train_bare_images_per_s"] = ips
         figures["train_bare_gflops"] = ips * train_flops / 1e9
-        figures["train_bare_fraction_of_peak"] = ips * train_flops / 1e9 / peak
+        figures["train_bare_fraction_of_peak"] = ips * train_flops / 1e9 / peak("bare")
+        fed = phases["bare"].get("fed_images_per_s")  # absent in a compared older checkout
+        if fed is not None:
+            figures["train_bare_fed_images_per_s"] = fed
         if "train" in phases:
             figures["estimator_over_bare"] = phases["train"]["images_per_s"] / ips
+            if fed is not None:
+                figures["estimator_over_bare_fed"] = phases["train"]["images_per_s"] / fed
     if "infer" in phases:
         infer = phases["infer"]
         figures["infer_bytes_images_per_s"] = infer["bytes_images_per_s"]
@@ -134,7 +141,12 @@ def _figures(phases: dict, flops: dict, peaks: dict[str, float]) -> dict[str, fl
         figures["bytes_over_float"] = infer["float_images_per_s"] / infer["bytes_images_per_s"]
         figures["infer_float_gflops"] = infer["float_images_per_s"] * forward / 1e9
         figures["infer_direct_gflops"] = infer["direct_images_per_s"] * forward / 1e9
-        figures["infer_direct_fraction_of_peak"] = figures["infer_direct_gflops"] / peak
+        figures["infer_direct_fraction_of_peak"] = figures["infer_direct_gflops"] / peak("infer")
+        if "greedy_images_per_s" in infer:
+            figures["infer_greedy_images_per_s"] = infer["greedy_images_per_s"]
+            figures["greedy_signature_over_direct"] = (
+                infer["direct_images_per_s"] / infer["greedy_images_per_s"]
+            )
         figures["export_s"] = infer["export_s"]
         figures["savedmodel_load_s"] = infer["load_s"]
     for phase in PHASES:
@@ -176,6 +188,7 @@ def make_report(spec, params, flops, matmuls, results, compare, wall_s) -> dict:
             "time_steps": flops["time_steps"],
             "batch_size": params.train_batch_size,
             "precision": results["new"]["train"]["precision"],
+            "serving_precision": results["new"].get("infer", {}).get("precision"),
         },
         "counts": spec["counts"],
         "figures": {key: _round(value) for key, value in figures.items()},
@@ -213,10 +226,14 @@ ROWS = [
     ("bare", "GFLOP/s achieved", "train_bare_gflops", ".1f"),
     ("bare", "fraction of matmul peak", "train_bare_fraction_of_peak", ".1%"),
     ("bare", "Estimator / bare (throughput)", "estimator_over_bare", ".2f"),
+    ("bare", "fed by input_fn, images/s", "train_bare_fed_images_per_s", ".1f"),
+    ("bare", "Estimator / bare fed by input_fn", "estimator_over_bare_fed", ".2f"),
     ("infer", "bytes signature, images/s", "infer_bytes_images_per_s", ".1f"),
     ("infer", "float signature, images/s", "infer_float_images_per_s", ".1f"),
     ("infer", "network alone (direct), images/s", "infer_direct_images_per_s", ".1f"),
     ("infer", "float sig. / direct (time)", "float_signature_over_direct", ".2f"),
+    ("infer", "greedy export, float sig., images/s", "infer_greedy_images_per_s", ".1f"),
+    ("infer", "greedy float sig. / direct (time)", "greedy_signature_over_direct", ".2f"),
     ("infer", "bytes / float sig. (time)", "bytes_over_float", ".2f"),
     ("infer", "batch-1 latency median, ms", "latency_batch1_median_ms", ".1f"),
     ("infer", "batch-1 latency p90, ms", "latency_batch1_p90_ms", ".1f"),
@@ -246,7 +263,8 @@ def format_table(report: dict) -> str:
         f"{net['rnn_layers']} BiLSTM x {net['rnn_units']}), input {net['input_shape'][0]}x"
         f"{net['input_shape'][1]}x{net['input_channels']}, batch {net['batch_size']}, "
         f"{net['num_classes']} classes, {net['time_steps']} time steps, computing in "
-        f"{net['precision']} (fractions of the matmul peak in {compute_dtype(net['precision'])})",
+        f"{net['precision']}, serving in {net['serving_precision'] or '-'} (fractions of the "
+        "matmul peak in the dtype each computes in)",
         f"CPU: {cpu['model']} ({cpu['cpus']} CPUs; {flags})",
         f"TensorFlow {report['tensorflow']}; run took {report['wall_s']:.0f} s",
         f"Counts: pipeline {counts['pipeline_warmup']}+{counts['pipeline_batches']} batches; "

@@ -31,6 +31,7 @@ from tf_crnn.setting_values import (
 
 OPTIMIZERS = ("adam", "adadelta", "rmsprop", "momentum")
 LEARNING_RATE_SCHEDULES = ("constant", "exponential", "cosine")
+DECODERS = ("beam", "greedy")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker_mirrored", "parameter_server")
 # The default network: the paper's (network.PRESETS names the others).
 PAPER = network.PRESETS["paper"]
@@ -145,7 +146,10 @@ class Params:
     batch_norm_momentum: float = _doc(0.9, "Batch-norm moving-average momentum. Keras' 0.99 lags "
         "for hundreds of steps and makes early evaluations look broken.")
     # --- decoding ---------------------------------------------------------------------------------
-    beam_width: int = _doc(10, "CTC beam width for prediction.")
+    decoder: str = _doc("beam", "CTC decoding in predictions and exports: beam (beam search, "
+        "num_beam_paths words per image) or greedy (the best path, one word per image: what "
+        "evaluation measures and the paper's lexicon-free reading, and faster to serve).")
+    beam_width: int = _doc(10, "CTC beam width for prediction (decoder 'beam').")
     num_beam_paths: int = _doc(3, "Top paths returned by beam search (top_words, scores).")
     # --- checkpoints, summaries, evaluation -------------------------------------------------------
     save_interval: int = _doc(500, "Checkpoint every N steps.")
@@ -234,6 +238,15 @@ class Params:
         if name not in network.PRESETS:
             raise ParamsError(f"preset: {name!r} is not one of {', '.join(network.PRESETS)}")
         return self.with_overrides(network.PRESETS[name], source=f"preset {name}")
+
+    def with_decoder(self, decoder: str) -> Params:
+        """A copy that decodes with ``decoder``; away from beam search, the beam settings go back
+        to their defaults, which they must have when they do not apply."""
+        overrides = {"decoder": decoder}
+        if decoder != "beam":
+            defaults = self.field_defaults()
+            overrides.update({key: defaults[key] for key in ("beam_width", "num_beam_paths")})
+        return self.with_overrides(overrides)
 
     def with_key_values(self, pairs: Iterable[str]) -> Params:
         """Applies ``key=value`` strings (``--param`` on the command line)."""
@@ -349,6 +362,13 @@ class Params:
         require(0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
         require(0 < self.batch_norm_momentum < 1, "batch_norm_momentum", "must be in (0, 1)")
         require(self.num_beam_paths <= self.beam_width, "num_beam_paths", "must be <= beam_width")
+        require(self.decoder in DECODERS, "decoder", f"must be one of {', '.join(DECODERS)}")
+        for key in ("beam_width", "num_beam_paths"):
+            require(
+                getattr(self, key) == defaults[key] or self.decoder == "beam",
+                key,
+                f"only applies to decoder='beam', not {self.decoder!r}",
+            )
         require(
             all(isinstance(u, str) for u in self.alphabet_units),
             "alphabet_units",

@@ -27,6 +27,20 @@ def greedy_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tf.Tensor:
     return _dense(decoded, tf.shape(logits)[0])
 
 
+def best_path_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Greedy decoding with the outputs of ``beam_search_decode`` for one path.
+
+    Returns codes [batch, 1, time] and the best path's log-probability [batch, 1]. The path is
+    the same as for raw logits (log-softmax keeps each frame's maximum); the decoder's score,
+    minus the sum of each frame's largest input, is then a log-probability.
+    """
+    log_probs = tf.nn.log_softmax(logits)
+    (decoded,), negative_sums = tf.nn.ctc_greedy_decoder(
+        log_probs, sequence_lengths, merge_repeated=True
+    )
+    return _dense(decoded, tf.shape(logits)[0])[:, tf.newaxis], -negative_sums
+
+
 def beam_search_decode(
     logits: tf.Tensor, sequence_lengths: tf.Tensor, beam_width: int, top_paths: int
 ) -> tuple[tf.Tensor, tf.Tensor]:

@@ -33,7 +33,7 @@ import time
 import tensorflow as tf
 
 from tf_crnn import data_handler, model
-from tf_crnn.config import Params
+from tf_crnn.config import DECODERS, Params
 from tf_crnn.constants import (
     ASSETS_EXTRA,
     EVAL_RESULT_FILE,
@@ -319,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         help="Precision the SavedModel computes in; default: the run's export_precision setting.",
     )  # fmt: skip
     parser.add_argument(
+        "--decoder", default=None, choices=DECODERS,
+        help="CTC decoding in the SavedModel (greedy: one word per image, faster); default: the "
+        "run's decoder setting.",
+    )  # fmt: skip
+    parser.add_argument(
         "--filenames-signature", default=None, action=argparse.BooleanOptionalAction,
         help="Export the 'filenames' signature, which reads image paths on the server (anyone who "
         "can call the model can then make it read any file it can reach); default: the run's "
@@ -329,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         params = load_job_params(args.job_dir)
         if args.precision:
             params = params.with_overrides({"export_precision": args.precision})
+        if args.decoder:
+            params = params.with_decoder(args.decoder)
         if args.filenames_signature is not None:
             params = params.with_overrides({"export_filenames_signature": args.filenames_signature})
         checkpoint = resolve_checkpoint(args.job_dir, args.checkpoint)

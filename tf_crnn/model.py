@@ -1,7 +1,8 @@
 """``crnn_fn``, the Estimator's ``model_fn``: the CRNN network (``network.py``) in three modes.
 
 TRAIN computes the CTC loss and the train op and never decodes; EVAL decodes greedily and reports
-CER / WER / word accuracy; PREDICT runs beam search and returns batch-major outputs.
+CER / WER / word accuracy; PREDICT decodes as ``Params.decoder`` says (beam search by default) and
+returns batch-major outputs.
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ def crnn_fn(features, labels, mode: str, params: Params, config) -> tf.estimator
 
 
 def _predict_spec(logits_time_major, sequence_lengths, features, alphabet: Alphabet, params):
-    top_codes, scores = decoding.beam_search_decode(
-        logits_time_major, sequence_lengths, params.beam_width, params.num_beam_paths
-    )
+    if params.decoder == "greedy":
+        top_codes, scores = decoding.best_path_decode(logits_time_major, sequence_lengths)
+    else:
+        top_codes, scores = decoding.beam_search_decode(
+            logits_time_major, sequence_lengths, params.beam_width, params.num_beam_paths
+        )
     top_words = alphabet.tf_decode(top_codes)
     predictions = {
         constants.WORDS: top_words[:, 0],
