@@ -35,6 +35,8 @@ FIGURES = [
     "float_signature_over_direct",
     "infer_greedy_images_per_s",
     "greedy_signature_over_direct",
+    "greedy_latency_batch1_median_ms",
+    "greedy_latency_batch1_p90_ms",
     "bytes_over_float",
     "export_s",
     "savedmodel_load_s",

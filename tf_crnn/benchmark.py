@@ -19,17 +19,21 @@ What is measured, why, and how:
    summary hooks included). Images/s from the global-step counter, read by a SessionRunHook after
    the warm-up steps, so graph building, session start-up and the first steps are excluded.
 3. **Bare training loop**: the same network and CTC loss (``network.CRNN``, ``tf.nn.ctc_loss``,
-   gradient clipping, Adam) in a ``tf.function`` on one in-memory random batch: the floor that
-   the framework, the input pipeline and the hooks add to. Reported as the Estimator/bare ratio.
+   gradient clipping, Adam) in a ``tf.function``, first on one in-memory random batch (the
+   arithmetic alone), then fed by the same ``input_fn`` as the Estimator. On 2 CPUs the input
+   pipeline takes its share of them, so "Estimator / bare fed by input_fn" is what the
+   Estimator's session, hooks and graph cost, and "Estimator / bare" adds the pipeline's share.
 4. **SavedModel inference**: what serving costs. A checkpoint of the training phase, exported
-   with ``export_saved_model`` and loaded with ``tf.saved_model.load``. Images/s of full batches
+   with ``export_saved_model`` (``decoder`` beam, the default) and loaded with
+   ``tf.saved_model.load``, and a second export with ``decoder`` greedy. Images/s of full batches
    through the bytes signature (``serving_default``, PNG bytes: decoding and preprocessing
-   included), through the float signature (``images``, preprocessed pixels), and of the network
-   alone (``CRNN`` called in a ``tf.function`` on the same float batch: no beam search, no
-   signature). The three take turns batch by batch and each rate is from its median batch, so a
-   passing load hits all three alike. float/direct is the price of the signature (beam search and
-   the exported graph), bytes/float that of decoding and preprocessing in the graph. Then the
-   latency of one image through the bytes signature: median and 90th percentile of many calls.
+   included), through the float signature (``images``, preprocessed pixels) of each export, and
+   of the network alone (``CRNN`` in the export's precision, called in a ``tf.function`` on the
+   same float batch: no decoding, no signature). The ways take turns batch by batch and each rate
+   is from its median batch, so a passing load hits them alike. float/direct is the price of the
+   signature (decoding and the exported graph), bytes/float that of decoding and preprocessing
+   the PNG bytes in the graph. Then the latency of one image through the bytes signature of each
+   export, by turns: median and 90th percentile of many calls.
 5. **Peak memory**: each phase runs in a subprocess of its own
    (``python -m tf_crnn.benchmark --phase NAME --spec FILE``, which prints one JSON line), and its
    peak resident set size is the ``ru_maxrss`` that ``os.wait4`` returns for that child. It

@@ -256,7 +256,7 @@ def phase_infer(api: Api, spec: dict) -> dict:
         greedy_dir = api.export_model.export_saved_model(
             checkpoint, params.with_decoder("greedy"), os.path.join(job_dir, "export", "greedy")
         )
-        greedy = tf.saved_model.load(greedy_dir).signatures["images"]
+        greedy = tf.saved_model.load(greedy_dir).signatures
 
     batch = params.eval_batch_size
     features, _labels = next(iter(api.data_handler.input_fn([spec["eval_csv"]], params, "eval")))
@@ -281,7 +281,7 @@ def phase_infer(api: Api, spec: dict) -> dict:
         "direct": lambda: direct(images, widths).numpy(),
     }
     if greedy is not None:
-        ways["greedy"] = lambda: greedy(images=images, images_widths=widths)
+        ways["greedy"] = lambda: greedy["images"](images=images, images_widths=widths)
     seconds = {way: [] for way in ways}
     for round_ in range(counts["infer_warmup"] + counts["infer_batches"]):
         for way, call in ways.items():
@@ -293,15 +293,20 @@ def phase_infer(api: Api, spec: dict) -> dict:
     result["precision"] = api.precision(exported_params)
     for way, times in seconds.items():
         result[f"{way}_images_per_s"] = int(images.shape[0]) / statistics.median(times)
-    for _ in range(counts["latency_warmup"]):
-        by_bytes(image_bytes=one_image)
-    latencies = []
-    for _ in range(counts["latency_calls"]):
-        start = time.perf_counter()
-        by_bytes(image_bytes=one_image)["words"].numpy()
-        latencies.append(1000 * (time.perf_counter() - start))
-    result["latency_median_ms"] = statistics.median(latencies)
-    result["latency_p90_ms"] = _percentile(latencies, 90)
+    # One image through the bytes signature, the default export and the greedy one by turns.
+    exports = {"latency": by_bytes}
+    if greedy is not None:
+        exports["greedy_latency"] = greedy["serving_default"]
+    latencies = {name: [] for name in exports}
+    for call in range(counts["latency_warmup"] + counts["latency_calls"]):
+        for name, signature in exports.items():
+            start = time.perf_counter()
+            signature(image_bytes=one_image)["words"].numpy()
+            if call >= counts["latency_warmup"]:
+                latencies[name].append(1000 * (time.perf_counter() - start))
+    for name, times in latencies.items():
+        result[f"{name}_median_ms"] = statistics.median(times)
+        result[f"{name}_p90_ms"] = _percentile(times, 90)
     return result
 
 

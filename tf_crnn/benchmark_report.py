@@ -144,6 +144,8 @@ def _figures(phases: dict, flops: dict, peaks: dict[str, float]) -> dict[str, fl
         figures["infer_direct_fraction_of_peak"] = figures["infer_direct_gflops"] / peak("infer")
         if "greedy_images_per_s" in infer:
             figures["infer_greedy_images_per_s"] = infer["greedy_images_per_s"]
+            figures["greedy_latency_batch1_median_ms"] = infer["greedy_latency_median_ms"]
+            figures["greedy_latency_batch1_p90_ms"] = infer["greedy_latency_p90_ms"]
             figures["greedy_signature_over_direct"] = (
                 infer["direct_images_per_s"] / infer["greedy_images_per_s"]
             )
@@ -237,6 +239,8 @@ ROWS = [
     ("infer", "bytes / float sig. (time)", "bytes_over_float", ".2f"),
     ("infer", "batch-1 latency median, ms", "latency_batch1_median_ms", ".1f"),
     ("infer", "batch-1 latency p90, ms", "latency_batch1_p90_ms", ".1f"),
+    ("infer", "greedy export, latency median, ms", "greedy_latency_batch1_median_ms", ".1f"),
+    ("infer", "greedy export, latency p90, ms", "greedy_latency_batch1_p90_ms", ".1f"),
     ("infer", "direct GFLOP/s achieved", "infer_direct_gflops", ".1f"),
     ("infer", "direct, fraction of peak", "infer_direct_fraction_of_peak", ".1%"),
     ("infer", "export, s", "export_s", ".1f"),
