@@ -20,7 +20,7 @@ import tensorflow as tf
 from helpers import assert_same_predictions, digit_line, encode, tiny_params
 from tensorflow.python.tools import saved_model_utils
 
-from tf_crnn import data_handler, export_model, network
+from tf_crnn import data_handler, export_model, model, network
 from tf_crnn.config import Params
 from tf_crnn.images import MAX_IMAGE_PIXELS
 
@@ -141,6 +141,37 @@ def test_the_best_exporter_copies_the_latest_export_of_the_same_checkpoint(
     other = job.checkpoint.rsplit("-", 1)[0] + "-0"
     with pytest.raises(AssertionError, match="built again"):
         best.export(None, str(tmp_path / "best"), other, {"cer": 0.1, "global_step": 0}, False)
+
+
+def test_a_rerun_makes_only_the_exports_a_killed_run_left_unmade(job, tmp_path):
+    step = int(job.checkpoint.rsplit("-", 1)[1])
+    result = {"cer": 0.25, "global_step": step}
+
+    def exporters():  # new ones, as in the rerun's process
+        latest = export_model.ServingExporter("latest", job.params, keep=2)
+        best = export_model.ServingExporter(
+            "best", job.params, keep=1, best_only=True, copy_from=latest
+        )
+        return [latest, best]
+
+    # The killed run: "latest" exported the last step, "best" was cut short.
+    exporters()[0].export(None, str(tmp_path / "export" / "latest"), job.checkpoint, result, True)
+    (tmp_path / "export" / "best" / "temp-123" / "variables").mkdir(parents=True)
+
+    def exports():
+        return {kind: sorted(os.listdir(tmp_path / "export" / kind)) for kind in ("latest", "best")}
+
+    made = exports()
+    estimator = tf.estimator.Estimator(model.crnn_fn, model_dir=job.job_dir, params=job.params)
+    export_model.export_missing(estimator, exporters(), str(tmp_path), result)
+    after = exports()
+    assert after["latest"] == made["latest"]  # already of the last step: not made again
+    (best,) = after["best"]  # made, and the killed export's folder is gone
+    with open(tmp_path / "export" / "best" / best / "assets.extra" / "eval_result.json") as f:
+        assert json.load(f)["global_step"] == step
+    # A job whose exports were all made is left as it is.
+    export_model.export_missing(estimator, exporters(), str(tmp_path), result)
+    assert exports() == after
 
 
 def test_signatures_take_bytes_or_images_and_give_batch_major_words(job, served):

@@ -128,6 +128,8 @@ def test_preempted_then_killed_while_saving_evaluating_and_exporting_then_finish
     assert f"finished: global step {TRAIN_STEPS}, {trained} steps trained" in run.output()
     assert newest_step(job_dir) == TRAIN_STEPS
 
+    # The killed export left no half-written folder behind.
+    assert not tf.io.gfile.glob(str(job_dir / "export" / "*" / "temp-*"))
     # The newest export is of the last step, and serves.
     predictor = Predictor(str(job_dir / "export" / "latest"))
     with open(os.path.join(predictor.path, "assets.extra", "eval_result.json")) as f:

@@ -182,23 +182,33 @@ def export_missing(
     job_dir: str,
     eval_result: dict[str, float],
 ) -> None:
-    """Runs ``exporters`` on the newest checkpoint unless ``export/latest`` already holds it.
+    """Runs each ``ServingExporter`` whose newest export is not of the newest checkpoint.
 
     For a run that finds every step trained: the run that trained the last ones may have been
-    killed during its final export, and its job directory must still end with a servable model.
+    killed during its final exports, and its job directory must still end with a servable model
+    of its last step. The "best" exporter decides by CER as always, so a job whose exports were
+    all made is left as it is.
     """
-    latest = os.path.join(job_dir, EXPORT_DIR, EXPORT_LATEST)
-    names = export_names(latest)
-    if names:
-        result_file = os.path.join(latest, max(names, key=int), ASSETS_EXTRA, EVAL_RESULT_FILE)
-        if tf.io.gfile.exists(result_file):
-            with tf.io.gfile.GFile(result_file) as f:
-                if int(json.load(f)["global_step"]) == eval_result["global_step"]:
-                    return
     checkpoint = estimator.latest_checkpoint()
     for exporter in exporters:
+        if not isinstance(exporter, ServingExporter):
+            continue
         export_path = os.path.join(job_dir, EXPORT_DIR, exporter.name)
-        exporter.export(estimator, export_path, checkpoint, eval_result, True)
+        if _newest_export_step(export_path) != int(eval_result["global_step"]):
+            exporter.export(estimator, export_path, checkpoint, eval_result, True)
+
+
+def _newest_export_step(export_base: str) -> int | None:
+    """The global step of the newest export in ``export_base`` (None: none, or not made by an
+    exporter)."""
+    names = export_names(export_base)
+    if not names:
+        return None
+    result_file = os.path.join(export_base, max(names, key=int), ASSETS_EXTRA, EVAL_RESULT_FILE)
+    if not tf.io.gfile.exists(result_file):
+        return None
+    with tf.io.gfile.GFile(result_file) as f:
+        return int(json.load(f)["global_step"])
 
 
 class ServingExporter(tf.estimator.Exporter):
@@ -230,6 +240,10 @@ class ServingExporter(tf.estimator.Exporter):
         return self._name
 
     def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        # Only this exporter writes into export_path: a temp- folder there is what a killed
+        # export left.
+        for stale in tf.io.gfile.glob(os.path.join(export_path, "temp-*")):
+            tf.io.gfile.rmtree(stale)
         kept = _exports_with_cer(export_path)
         cer = float(eval_result["cer"])
         if self._best_only and len(kept) >= self._keep and cer >= max(c for _, c in kept):
