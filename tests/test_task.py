@@ -118,6 +118,15 @@ def test_misspelled_setting_is_refused_not_ignored(data, tmp_path, capsys):
     )
 
 
+def test_own_data_without_a_job_directory_is_a_usage_error(data, monkeypatch, capsys):
+    monkeypatch.delenv("AIP_MODEL_DIR", raising=False)
+    train_csv, eval_csv = data
+    with pytest.raises(SystemExit) as exit_info:
+        task.main(["--train-csv", train_csv, "--eval-csv", eval_csv])
+    assert exit_info.value.code == 2
+    assert "--job-dir is required when training on your own data" in capsys.readouterr().err
+
+
 def test_help_explains_the_arguments():
     result = subprocess.run(
         [sys.executable, "-m", "tf_crnn.task", "--help"],

@@ -38,7 +38,6 @@ from tf_crnn.constants import (
     ASSETS_EXTRA,
     EVAL_RESULT_FILE,
     EXPORT_DIR,
-    EXPORT_LATEST,
     EXPORT_MANUAL,
     FILENAMES,
     FRAME_LOG_PROBS,

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if demo_mode and args.eval_csv:
         parser.error("--eval-csv needs --train-csv")
     # Each hyperparameter-tuning trial trains in a folder of its own.
-    job_dir = cloud.trial_job_dir(resolve_job_dir(args, demo_mode))
+    job_dir = cloud.trial_job_dir(resolve_job_dir(args, demo_mode, parser))
     tf.io.gfile.makedirs(job_dir)
     lock = JobDirLock(job_dir)
     try:
@@ -317,13 +317,17 @@ def configure_logging(verbosity: str) -> None:
     logger.addHandler(handler)
 
 
-def resolve_job_dir(args: argparse.Namespace, demo_mode: bool) -> str:
+def resolve_job_dir(
+    args: argparse.Namespace, demo_mode: bool, parser: argparse.ArgumentParser
+) -> str:
     job_dir = args.job_dir or os.environ.get(cloud.MODEL_DIR_ENV)
     if job_dir:
         return job_dir
     if demo_mode:
         return DEMO_JOB_DIR
-    raise SystemExit("error: --job-dir is required when training on your own data")
+    parser.error(
+        f"--job-dir is required when training on your own data (or ${cloud.MODEL_DIR_ENV})"
+    )
 
 
 def prepare_params(args: argparse.Namespace, job_dir: str, train_csv: Sequence[str]) -> Params:
