@@ -267,9 +267,7 @@ def phase_infer(api: Api, spec: dict) -> dict:
 
     # The network alone, in the precision the export computes in (export_precision, where the
     # checkout has it), so that float/direct is the price of the signature and nothing else.
-    exported_params = params
-    if hasattr(params, "export_precision"):
-        exported_params = params.with_overrides({"precision": params.export_precision})
+    exported_params = params.as_exported() if hasattr(params, "as_exported") else params
     network = api.network(exported_params, api.Alphabet.from_params(params).num_classes)
     direct = tf.function(lambda images, widths: network(images, api.time_steps(widths)))
 

@@ -239,6 +239,10 @@ class Params:
             raise ParamsError(f"preset: {name!r} is not one of {', '.join(network.PRESETS)}")
         return self.with_overrides(network.PRESETS[name], source=f"preset {name}")
 
+    def as_exported(self) -> Params:
+        """The settings an export computes with: ``export_precision`` in place of ``precision``."""
+        return self.with_overrides({"precision": self.export_precision})
+
     def with_decoder(self, decoder: str) -> Params:
         """A copy that decodes with ``decoder``; away from beam search, the beam settings go back
         to their defaults, which they must have when they do not apply."""

@@ -23,8 +23,7 @@ def _dense(sparse: tf.SparseTensor, time_steps: tf.Tensor) -> tf.Tensor:
 
 def greedy_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tf.Tensor:
     """Best path decoding of time-major ``logits`` [time, batch, classes] -> codes [batch, time]."""
-    (decoded,), _ = tf.nn.ctc_greedy_decoder(logits, sequence_lengths, merge_repeated=True)
-    return _dense(decoded, tf.shape(logits)[0])
+    return _best_path(logits, sequence_lengths)[0]
 
 
 def best_path_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -34,11 +33,16 @@ def best_path_decode(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tuple[tf
     the same as for raw logits (log-softmax keeps each frame's maximum); the decoder's score,
     minus the sum of each frame's largest input, is then a log-probability.
     """
-    log_probs = tf.nn.log_softmax(logits)
+    codes, negative_sums = _best_path(tf.nn.log_softmax(logits), sequence_lengths)
+    return codes[:, tf.newaxis], -negative_sums
+
+
+def _best_path(logits: tf.Tensor, sequence_lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Codes [batch, time] of the best path, and minus the sum of each frame's largest logit."""
     (decoded,), negative_sums = tf.nn.ctc_greedy_decoder(
-        log_probs, sequence_lengths, merge_repeated=True
+        logits, sequence_lengths, merge_repeated=True
     )
-    return _dense(decoded, tf.shape(logits)[0])[:, tf.newaxis], -negative_sums
+    return _dense(decoded, tf.shape(logits)[0]), negative_sums
 
 
 def beam_search_decode(

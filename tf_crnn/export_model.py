@@ -87,7 +87,7 @@ def export_saved_model(
         The path of the new SavedModel, ``export_dir_base/<timestamp>``; the timestamp is newer
         than every version already there.
     """
-    params = params.with_overrides({"precision": params.export_precision})
+    params = params.as_exported()
 
     def write(temp_dir: str) -> None:
         with tf.Graph().as_default() as graph:
@@ -203,11 +203,17 @@ def _newest_export_step(export_base: str) -> int | None:
     names = export_names(export_base)
     if not names:
         return None
-    result_file = os.path.join(export_base, max(names, key=int), ASSETS_EXTRA, EVAL_RESULT_FILE)
+    result = _eval_result(os.path.join(export_base, max(names, key=int)))
+    return None if result is None else int(result["global_step"])
+
+
+def _eval_result(export_dir: str) -> dict[str, float] | None:
+    """The evaluation stored with an export (None for one not made by an exporter)."""
+    result_file = os.path.join(export_dir, ASSETS_EXTRA, EVAL_RESULT_FILE)
     if not tf.io.gfile.exists(result_file):
         return None
     with tf.io.gfile.GFile(result_file) as f:
-        return int(json.load(f)["global_step"])
+        return json.load(f)
 
 
 class ServingExporter(tf.estimator.Exporter):
@@ -281,10 +287,10 @@ def _exports_with_cer(export_base: str) -> list[tuple[str, float]]:
     exporter."""
     exports = []
     for name in export_names(export_base):
-        result_file = os.path.join(export_base, name, ASSETS_EXTRA, EVAL_RESULT_FILE)
-        if tf.io.gfile.exists(result_file):
-            with tf.io.gfile.GFile(result_file) as f:
-                exports.append((os.path.join(export_base, name), float(json.load(f)["cer"])))
+        path = os.path.join(export_base, name)
+        result = _eval_result(path)
+        if result is not None:
+            exports.append((path, float(result["cer"])))
     return exports
 
 
