@@ -143,6 +143,9 @@ def test_a_onednn_cap_below_bfloat16_keeps_auto_in_float32_and_refuses_bfloat16(
             precision.resolve("mixed_bfloat16", hardware)
     else:
         assert precision.resolve("mixed_bfloat16", hardware)[0] == "mixed_bfloat16"
+    # On GPUs the convolutions do not go through oneDNN.
+    with_gpu = Hardware(BFLOAT16_CPU.cpu_flags, ((8, 0),), cap)
+    assert precision.resolve("mixed_bfloat16", with_gpu)[0] == "mixed_bfloat16"
 
 
 def test_the_onednn_cap_is_read_from_either_variable_newer_name_first(monkeypatch):

@@ -71,9 +71,11 @@ class Hardware:
         return cls(frozenset(_cpu_flags()), capabilities, _onednn_isa_cap())
 
     def bfloat16_problem(self, in_cluster: bool) -> str | None:
-        """Why bfloat16 convolutions would fail on this CPU although it may have the
+        """Why bfloat16 convolutions would fail on this machine's CPU although it may have the
         instructions, or None."""
-        if in_cluster and not self.gpu_capabilities:
+        if self.gpu_capabilities:  # the convolutions run on the GPUs
+            return None
+        if in_cluster:
             return CPU_CLUSTER
         if self.onednn_isa_cap:
             variable, isa = self.onednn_isa_cap.split("=", 1)
