@@ -190,18 +190,19 @@ def test_with_no_checkpoint_left_the_message_says_what_to_delete(tmp_path):
 
 @pytest.fixture
 def job_copy(job, tmp_path):
-    """A copy of the session's trained job (model.ckpt-0 and model.ckpt-300), to damage."""
+    """A copy of the session's trained job (model.ckpt-0 and its last checkpoint), to damage."""
     copy = str(tmp_path / "job")
     shutil.copytree(job.job_dir, copy)
     return copy
 
 
-def test_task_resumes_past_a_cut_checkpoint_and_releases_its_lock(job_copy, lines, capsys):
-    cut(os.path.join(job_copy, "model.ckpt-300.data-00000-of-00001"))
+def test_task_resumes_past_a_cut_checkpoint_and_releases_its_lock(job, job_copy, lines, capsys):
+    last = os.path.basename(job.checkpoint)  # model.ckpt-<the job's steps>
+    cut(os.path.join(job_copy, f"{last}.data-00000-of-00001"))
     args = job_args(job_copy, lines.csv, lines.csv, "--train-steps", "1", "--eval-steps", "1")
     assert task.main(args) == 0
     out, err = capsys.readouterr()
-    assert "model.ckpt-300.data-00000-of-00001 is cut short" in err
+    assert f"{last}.data-00000-of-00001 is cut short" in err
     assert f"resuming from {job_copy}/model.ckpt-0" in err
     assert "finished: global step 1, 1 steps trained" in out
     assert not os.path.exists(os.path.join(job_copy, job_files.LOCK_FILE))
