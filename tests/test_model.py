@@ -338,7 +338,7 @@ def test_learning_rate_schedules(settings, expected):
 
 def test_gradients_flow_to_the_updates_without_waiting_for_each_other():
     """GATE_NONE, as in a tf.GradientTape step: the optimizer's default (GATE_OP) adds a gate of
-    control dependencies at every op, and costs 5 to 8% of a training step (make bench)."""
+    control dependencies at every op, and costs 4 to 9% of a training step (make bench)."""
     params = tiny_params()
     with tf.Graph().as_default() as graph:
         labels, _ = random_labels(params)

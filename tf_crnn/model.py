@@ -148,7 +148,7 @@ def _train_op(loss: tf.Tensor, params: Params, policy) -> tf.Operation:
             optimizer, "dynamic"
         )
     # GATE_NONE, as tf.GradientTape does: the default GATE_OP makes each op's input gradients wait
-    # for one another, which cost 5 to 8% of a bfloat16 training step. Safe with resource
+    # for one another, which cost 4 to 9% of a paper-network training step. Safe with resource
     # variables: an update copies a variable whose old value backprop still reads.
     gradients, variables = zip(
         *optimizer.compute_gradients(loss, gate_gradients=optimizer.GATE_NONE)
