@@ -66,3 +66,17 @@ def test_codes_are_padded_with_minus_one_to_the_time_steps_and_keep_code_zero():
     assert beam.shape == (3, 2, 4) and scores.shape == (3, 2)
     np.testing.assert_array_equal(beam.numpy()[:, 0], greedy.numpy())
     assert np.all(scores.numpy()[:, 0] >= scores.numpy()[:, 1])  # best path first
+
+
+def test_beam_search_image_by_image_equals_tensorflows_search_of_the_whole_batch():
+    rng = np.random.default_rng(2)
+    logits = tf.constant(3 * rng.normal(size=(11, 6, 7)).astype(np.float32))  # time-major
+    lengths = tf.constant([11, 1, 6, 11, 9, 2], tf.int32)
+    codes, scores = decoding.beam_search_decode(logits, lengths, beam_width=5, top_paths=3)
+    decoded, expected_scores = tf.nn.ctc_beam_search_decoder(logits, lengths, 5, 3)
+    for path, expected in enumerate(decoded):
+        expected_codes = tf.sparse.to_dense(expected, default_value=-1).numpy()
+        width = expected_codes.shape[1]
+        np.testing.assert_array_equal(codes.numpy()[:, path, :width], expected_codes)
+        assert np.all(codes.numpy()[:, path, width:] == -1)
+    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-6)
