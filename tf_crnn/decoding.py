@@ -59,7 +59,7 @@ def beam_search_decode(
 
     TensorFlow's beam search kernel works through a batch on one thread. Each image's search is
     independent, so a loop over the images with parallel iterations spreads them over the
-    inter-op threads of the machine that serves the model: the same results, in about 0.65x the
+    inter-op threads of the machine that serves the model: the same results, in 0.65 to 0.70x the
     time on 2 cores (batch 64, the paper network), and more so with more cores.
     """
     time_steps = tf.shape(logits)[0]
