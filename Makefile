@@ -16,9 +16,11 @@ install: $(VENV)/.installed
 
 # Two pytest workers (pytest-xdist) by default: the suite waits on Python and on subprocesses as
 # much as on TensorFlow, so two keep two CPUs busy. The trained-job tests share one worker.
+# A worker that crashes (a fatal error inside TensorFlow) is not replaced: with --dist loadgroup
+# pytest-xdist 3.8 would wait forever for its replacement; this way the run fails at once.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup tests
+	$(VPY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --max-worker-restart=0 tests
 
 # ruff's linter and formatter, configured in pyproject.toml; `ruff format .` fixes the layout.
 lint: $(VENV)/.installed
