@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from tf_crnn import benchmark_report
+from tf_crnn import benchmark, benchmark_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,3 +120,36 @@ def test_flops_of_the_paper_network_at_32x100():
     assert flops["time_steps"] == 24
     assert flops["conv"] == 2 * conv and flops["lstm"] == 2 * lstm and flops["dense"] == 2 * dense
     assert flops["total"] == 2 * (conv + lstm + dense)
+
+
+def test_training_phases_take_turns_round_by_round_before_inference():
+    assert benchmark.phase_runs(2, "/old") == [
+        ("pipeline", None),
+        ("train", None),
+        ("bare", None),
+        ("train", "/old"),
+        ("train", None),
+        ("bare", None),
+        ("train", "/old"),
+        ("infer", None),
+        ("infer", "/old"),
+    ]
+    assert benchmark.phase_runs(1, None) == [
+        ("pipeline", None),
+        ("train", None),
+        ("bare", None),
+        ("infer", None),
+    ]
+
+
+def test_each_rate_is_the_best_of_its_rounds_and_memory_the_highest():
+    first = {"images_per_s": 90.0, "fed_images_per_s": 80.0, "startup_and_warmup_s": 20.0}
+    second = {"images_per_s": 70.0, "fed_images_per_s": 85.0, "startup_and_warmup_s": 25.0}
+    first["peak_rss_mb"], second["peak_rss_mb"] = 1200.0, 1300.0
+    assert benchmark.best_of_rounds(None, first) == first
+    assert benchmark.best_of_rounds(first, second) == {
+        "images_per_s": 90.0,
+        "fed_images_per_s": 85.0,
+        "startup_and_warmup_s": 20.0,
+        "peak_rss_mb": 1300.0,
+    }

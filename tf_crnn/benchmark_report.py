@@ -273,8 +273,9 @@ def format_table(report: dict) -> str:
         f"TensorFlow {report['tensorflow']}; run took {report['wall_s']:.0f} s",
         f"Counts: pipeline {counts['pipeline_warmup']}+{counts['pipeline_batches']} batches; "
         f"training {counts['train_warmup']}+{counts['train_steps']} steps (warm-up + timed, "
-        f"Estimator and bare); inference {counts['infer_warmup']}+{counts['infer_batches']} "
-        f"batches per way, latency {counts['latency_warmup']}+{counts['latency_calls']} calls; "
+        f"Estimator and bare, best of {counts['train_rounds']} rounds); inference "
+        f"{counts['infer_warmup']}+{counts['infer_batches']} batches per way, latency "
+        f"{counts['latency_warmup']}+{counts['latency_calls']} calls; "
         f"{counts['train_images']} training images",
         f"Matmul: {counts['matmul_size']}x{counts['matmul_size']} best of "
         f"{counts['matmul_repeats']}, at the start and before each phase; the peak is the best "
