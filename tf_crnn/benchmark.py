@@ -319,7 +319,9 @@ def benchmark(args: argparse.Namespace) -> dict:
             _log(f"{name} ...")
             result = run_child(phase, spec_path, workdir, checkout)
             rates = ", ".join(
-                f"{key} {rate:.1f}" for key, rate in result.items() if key.endswith("images_per_s")
+                f"{figure} {value:.1f}"
+                for figure, value in result.items()
+                if figure.endswith("images_per_s")
             )
             _log(f"  done in {result['wall_s']:.0f} s{': ' + rates if rates else ''}")
             results[key][phase] = best_of_rounds(results[key].get(phase), result)
