@@ -246,16 +246,11 @@ def test_hptuning_trial_job_runs_the_same_program_as_config_p100():
     (chief,) = trial_spec["workerPoolSpecs"]
     assert chief["replicaCount"] == 1
     assert_p100_machine(chief)
-    program = chief["pythonPackageSpec"]
-    assert_python_package(program)
-    # hptuning_config.yaml still runs on the prebuilt image: the same as that variant of
-    # config_p100.yaml.
-    p100 = commented_variants(CONFIG_P100)["prebuilt-container"]["workerPoolSpecs"][0]
-    p100 = p100["pythonPackageSpec"]
-    assert (program["executorImageUri"], program["packageUris"]) == (
-        p100["executorImageUri"],
-        p100["packageUris"],
-    )
+    # The image of config_p100.yaml: the prebuilt TensorFlow 2.15 image is past its end of
+    # availability.
+    assert "pythonPackageSpec" not in chief
+    program = chief["containerSpec"]
+    assert_custom_container(program)
     assert_runs_own_data(assert_task_accepts(program["args"]))
     tuned = {p["parameterId"] for p in load(HPTUNING)["studySpec"]["parameters"]}
     assert not tuned & set(
@@ -267,7 +262,7 @@ def test_hptuning_trial_job_runs_the_same_program_as_config_p100():
 def test_hptuning_trial_args_with_tuned_flags_appended_parse():
     """What a trial really runs: the fixed args, then one flag per parameter."""
     spec = load(HPTUNING)
-    args = list(spec["trialJobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["args"])
+    args = list(spec["trialJobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"])
     args += [f"--{p['parameterId']}={trial_values(p)[-1]}" for p in spec["studySpec"]["parameters"]]
     parsed = assert_task_accepts(args)
     assert_runs_own_data(parsed)
