@@ -53,6 +53,19 @@ def test_error_reason_is_the_cause_without_graph_frames():
     assert predict.error_reason(OSError("disk gone")) == "disk gone"
 
 
+def test_the_command_names_an_image_problem_without_tensorflows_wrapper():
+    def reason(message):
+        error = tf.errors.InvalidArgumentError(None, None, f"{message}\n\t [[{{{{node a}}}}]]")
+        return predict.one_image_reason(error)
+
+    assert reason("assertion failed: [image_bytes[0]: empty (0 bytes)]") == "empty (0 bytes)"
+    assert (
+        reason("assertion failed: [image_bytes[0]: GIF of 3 frames: more than the [1, 2] allowed]")
+        == "GIF of 3 frames: more than the [1, 2] allowed"
+    )
+    assert reason("Invalid PNG data, size 60") == "Invalid PNG data, size 60"
+
+
 def test_batches_of_1_7_and_64_give_the_same_predictions(lines, expected, predictor, monkeypatch):
     for batch_size in (1, 7, 64):
         monkeypatch.setattr(predictor, "batch_size", batch_size)
@@ -99,7 +112,7 @@ def test_predictor_names_the_bad_images_and_reads_the_others_of_their_batch(
     assert [p.error for p in predictions] == [
         None,
         "cannot decode image: Unknown image file format. One of JPEG, PNG, GIF, BMP required.",
-        "cannot decode image: assertion failed: [image_bytes[0]: empty (0 bytes)]",
+        "cannot decode image: empty (0 bytes)",
         None,
         None,
     ]

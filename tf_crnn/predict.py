@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -243,7 +244,7 @@ class Predictor:
                 self._from_bytes(**{IMAGE_BYTES: tf.constant([contents])}), [source]
             )[0]
         except tf.errors.InvalidArgumentError as error:
-            return Prediction(source, error=f"cannot decode image: {error_reason(error)}")
+            return Prediction(source, error=f"cannot decode image: {one_image_reason(error)}")
 
     def _outputs_to_predictions(self, outputs, sources: Sequence[str]) -> list[Prediction]:
         words = outputs[WORDS].numpy()
@@ -275,6 +276,17 @@ def error_reason(error: Exception) -> str:
         if line.startswith("[["):  # the failing node, named after the op's own message
             return cause
     return lines[0] if lines else type(error).__name__
+
+
+def one_image_reason(error: Exception) -> str:
+    """``error_reason`` of a signature call with one image, as a user of the command reads it:
+    without TensorFlow's "assertion failed: [...]" around the graph's own message, and without the
+    signature's "image_bytes[0]: " (there is only the one image, named by the caller)."""
+    reason = error_reason(error)
+    wrapped = re.fullmatch(r"assertion failed: \[(.*)\]", reason)
+    if wrapped:
+        reason = wrapped.group(1)
+    return reason.removeprefix(f"{IMAGE_BYTES}[0]: ")
 
 
 def main(argv: list[str] | None = None) -> int:
